@@ -1,0 +1,112 @@
+"""Typed training configuration.
+
+A strict object (unknown keys fail) that is saved inside the model it produced, so a model always says how
+it was made (spaCy ``schemas.py``).  Service settings live in ``serve.py``; they are a different scope.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+__all__ = ["FeatureConfig", "ModelConfig", "TrainingConfig", "load_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureConfig(_Strict):
+    """What the vectorizer extracts from a normalized complaint."""
+
+    word_ngram_range: tuple[int, int] = (1, 2)
+    char_ngram_range: tuple[int, int] = (1, 3)
+    min_df: int = Field(default=1, ge=1)
+    max_df: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_features: int | None = Field(default=None, ge=1)
+    sublinear_tf: bool = True
+    # weight of the char block relative to the word block (each block is l2-normalised on its own)
+    char_weight: float = Field(default=1.0, ge=0.0)
+    hmm: bool = False
+    segmenter: Literal["jieba", "rjieba"] = "jieba"
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FeatureConfig:
+        for name in ("word_ngram_range", "char_ngram_range"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi <= 5:
+                raise ValueError(f"{name} must satisfy 1 <= min <= max <= 5, got ({lo}, {hi})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The linear model fitted for each target and its probability calibration."""
+
+    C: float = Field(default=0.5, gt=0.0)
+    class_weight: Literal["balanced"] | None = None
+    calibration: Literal["temperature", "none"] = "temperature"
+    calibration_folds: int = Field(default=5, ge=2, le=20)
+    max_iter: int = Field(default=2000, ge=10)
+
+
+class TrainingConfig(_Strict):
+    """Everything that decides what ``train`` produces; saved in the model's manifest."""
+
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    # validation and evaluation
+    test_size: float = Field(default=0.2, ge=0.0, lt=1.0)
+    cv_folds: int = Field(default=0, ge=0, le=20)
+    seed: int = 42
+    min_class_count: int = Field(default=3, ge=1)
+    rare_policy: Literal["error", "other", "drop"] = "error"
+    other_label: str = "其他"
+    drop_duplicates: bool = True
+    refit_full: bool = True
+    # prediction limits travel with the model
+    max_text_length: int = Field(default=10_000, ge=1)
+    # optional dictionaries: their content is embedded in the model, the paths are only where they came from
+    user_dict: str | None = None
+    stop_words: str | None = None
+    n_jobs: int = Field(default=-1)
+
+    def with_updates(self, **changes: Any) -> TrainingConfig:
+        """A copy with top-level or dotted (``model.C``) fields replaced, validated strictly."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                if part not in node or not isinstance(node[part], dict):
+                    raise ConfigError(f"unknown config section {part!r} in {key!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"unknown config key {key!r}; known: {sorted(node)}")
+            node[leaf] = value
+        return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training config: {exc}") from None
+
+
+def load_config(path: str | Path) -> TrainingConfig:
+    """Read a JSON training config; unknown keys are an error, not ignored."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+    return validate_config(data)

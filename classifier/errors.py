@@ -1,0 +1,110 @@
+"""The project's exceptions.
+
+Each inherits from the builtin a caller would naturally catch, and each message says what was expected,
+what was got, and what to do (sklearn ``exceptions.py``; spaCy ``errors.py``).
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError
+
+__all__ = [
+    "ComplaintInputError",
+    "EmptyTextError",
+    "NotAListError",
+    "TextTooLongError",
+    "UnknownTargetError",
+    "TrainingDataError",
+    "MissingColumnError",
+    "RareClassError",
+    "DataFormatError",
+    "ConfigError",
+    "DictionaryError",
+    "ModelStoreError",
+    "ModelNotFoundError",
+    "NoCurrentModelError",
+    "CorruptModelError",
+    "ModelIntegrityError",
+    "ModelVersionError",
+    "ModelVersionWarning",
+    "NotFittedError",
+]
+
+
+class ComplaintInputError(ValueError):
+    """A complaint text (or the container of texts) handed to the model is unusable."""
+
+
+class EmptyTextError(ComplaintInputError):
+    """A text is empty or whitespace only."""
+
+
+class TextTooLongError(ComplaintInputError):
+    """A text is longer than the configured limit."""
+
+
+class UnknownTargetError(KeyError):
+    """A target name (e.g. "agency") that the model was not trained for."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class TrainingDataError(ValueError):
+    """Labeled data cannot be used for training as it is."""
+
+
+class MissingColumnError(TrainingDataError, KeyError):
+    """A column named on the command line or in ``train(...)`` is not in the data."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RareClassError(TrainingDataError):
+    """Some classes have fewer examples than ``min_class_count``."""
+
+
+class DataFormatError(TrainingDataError):
+    """A data file cannot be read (unknown format, undecodable bytes, empty file)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid."""
+
+
+class DictionaryError(ValueError):
+    """A user dictionary or stop-word file is missing or malformed."""
+
+
+class ModelStoreError(RuntimeError):
+    """Base class for problems with the versioned model store."""
+
+
+class ModelNotFoundError(ModelStoreError, FileNotFoundError):
+    """A version (or the store itself) does not exist."""
+
+
+class NoCurrentModelError(ModelNotFoundError):
+    """The store has versions but no current pointer, or no versions at all."""
+
+
+class CorruptModelError(ModelStoreError):
+    """A version folder is partial or unreadable (missing manifest, missing file, bad JSON)."""
+
+
+class ModelIntegrityError(CorruptModelError):
+    """A file's sha256 differs from the manifest: the model is refused before unpickling."""
+
+
+class ModelVersionError(ModelStoreError):
+    """Library versions differ from the ones the model was trained with, and strict loading was asked."""
+
+
+class ModelVersionWarning(UserWarning):
+    """Library versions differ from the ones the model was trained with (like sklearn's
+    ``InconsistentVersionWarning``)."""
+
+
+class NotAListError(ComplaintInputError, TypeError):
+    """A single string (or None, or a non-sequence) was given where a list of texts is expected."""

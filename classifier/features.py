@@ -1,0 +1,259 @@
+"""TF-IDF features: word 1-2-grams over jieba tokens plus character 1-3-grams, sublinear, float32.
+
+``ComplaintVectorizer`` owns normalization and the tokenizer (scikit-learn's vectorizer owns its analyzer the
+same way), so the fitted object *is* the preprocessing that serving uses.  It is written here rather than as a
+``FeatureUnion`` of two ``TfidfVectorizer`` because a single complaint must be featurized in well under a
+millisecond: one pass builds both blocks, with no per-call validation overhead.  The arithmetic is sklearn's:
+smooth idf ``ln((1+n)/(1+df)) + 1``, ``1 + ln(tf)``, each block l2-normalised, then weighted.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .errors import NotAListError
+from .text import ComplaintTokenizer, normalize
+
+__all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many"]
+
+# tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
+# char "路" (words are the fewer, so they pay for the prefix)
+WORD_PREFIX = "\x01"
+_PARALLEL_MIN_CHARS = 500_000  # below this, process start-up costs more than it saves
+
+
+class ComplaintVectorizer(TransformerMixin, BaseEstimator):
+    """Turn raw complaint texts into an l2-normalised sparse TF-IDF matrix (float32).
+
+    Parameters mirror ``TfidfVectorizer``; ``tokenizer`` is a ``ComplaintTokenizer`` (None: jieba defaults).
+    """
+
+    def __init__(
+        self,
+        tokenizer: ComplaintTokenizer | None = None,
+        word_ngram_range: tuple[int, int] = (1, 2),
+        char_ngram_range: tuple[int, int] = (1, 3),
+        min_df: int = 1,
+        max_df: float = 1.0,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+        char_weight: float = 1.0,
+        n_jobs: int = 1,
+        progress: bool = False,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.word_ngram_range = word_ngram_range
+        self.char_ngram_range = char_ngram_range
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.char_weight = char_weight
+        self.n_jobs = n_jobs
+        self.progress = progress
+
+    # -- analysis ---------------------------------------------------------------------------------------
+    def _tokenizer(self) -> ComplaintTokenizer:
+        if self.tokenizer is None:
+            self.tokenizer = ComplaintTokenizer()
+        return self.tokenizer
+
+    def analyze(self, text: str) -> list[str]:
+        """The features of one raw text: word n-grams prefixed by ``\\x01``, char n-grams as they are."""
+        return self.analyze_normalized(normalize(text))
+
+    def analyze_normalized(self, norm: str) -> list[str]:
+        feats: list[str] = []
+        tokens = self._tokenizer().cut(norm)
+        lo, hi = self.word_ngram_range
+        n_tok = len(tokens)
+        for n in range(lo, hi + 1):
+            if n == 1:
+                feats.extend([WORD_PREFIX + t for t in tokens])
+            else:
+                feats.extend([WORD_PREFIX + " ".join(tokens[i : i + n]) for i in range(n_tok - n + 1)])
+        lo, hi = self.char_ngram_range
+        # char n-grams run over the text without spaces: web-form debris must not change the features
+        chars = norm.replace(" ", "")
+        n_ch = len(chars)
+        for n in range(lo, hi + 1):
+            feats.extend([chars[i : i + n] for i in range(n_ch - n + 1)])
+        return feats
+
+    def tokens(self, text: str) -> list[str]:
+        """The jieba tokens of one raw text, after normalization (for users and tests)."""
+        return self._tokenizer()(text)
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    def fit(self, raw_documents: Sequence[str], y: Any = None) -> ComplaintVectorizer:
+        self.fit_transform(raw_documents)
+        return self
+
+    def fit_transform(self, raw_documents: Sequence[str], y: Any = None, **fit_params: Any) -> sp.csr_matrix:
+        _check_documents(raw_documents)
+        analyzed = analyze_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress)
+        vocab: defaultdict[str, int] = defaultdict()
+        vocab.default_factory = vocab.__len__
+        counts = _count(analyzed, vocab.__getitem__, lambda: len(vocab))
+        n_docs = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        keep = (df >= self.min_df) & (df <= self.max_df * n_docs)
+        if self.max_features is not None and keep.sum() > self.max_features:
+            # the most frequent features; ties broken by first appearance so the result is deterministic
+            order = np.argsort(-np.where(keep, df, -1), kind="stable")[: self.max_features]
+            keep = np.zeros_like(keep)
+            keep[order] = True
+        if not keep.any():
+            raise ValueError("no features left after min_df/max_df pruning; lower min_df or give more text")
+        kept = np.flatnonzero(keep)
+        names = np.empty(len(vocab), dtype=object)
+        for f, i in vocab.items():
+            names[i] = f
+        self.vocabulary_ = {sys.intern(f): i for i, f in enumerate(names[kept])}
+        self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
+        self.is_char_ = np.array([not f.startswith(WORD_PREFIX) for f in names[kept]], dtype=bool)
+        self.n_documents_ = n_docs
+        return self._weight(counts[:, kept])
+
+    # -- transforming -----------------------------------------------------------------------------------
+    def transform(self, raw_documents: Sequence[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "vocabulary_")
+        _check_documents(raw_documents)
+        n_jobs = self.n_jobs if len(raw_documents) > 1 else 1
+        return self._to_matrix(analyze_many(self, raw_documents, n_jobs=n_jobs, progress=self.progress))
+
+    def _to_matrix(self, analyzed: Iterable[list[str]]) -> sp.csr_matrix:
+        get = self.vocabulary_.get
+        n = len(self.vocabulary_)
+        return self._weight(_count(analyzed, lambda f: get(f, n), lambda: n + 1)[:, :n])
+
+    def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
+        X = X.tocsr()
+        X.sort_indices()
+        n_rows = X.shape[0]
+        if self.sublinear_tf:
+            np.log(X.data, out=X.data)
+            X.data += 1.0
+        X.data *= self.idf_[X.indices]
+        rows = np.repeat(np.arange(n_rows), np.diff(X.indptr))
+        is_char = self.is_char_[X.indices]
+        squares = X.data.astype(np.float64) ** 2
+        scale = np.ones_like(X.data)
+        for block, weight in ((~is_char, 1.0), (is_char, self.char_weight)):
+            norms = np.sqrt(np.bincount(rows[block], weights=squares[block], minlength=n_rows))
+            with np.errstate(divide="ignore"):
+                factor = np.where(norms > 0, weight / norms, 0.0).astype(np.float32)
+            scale[block] = factor[rows[block]]
+        X.data *= scale
+        return X
+
+    def _row(self, feats: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        counts: Counter[int] = Counter()
+        get = vocab.get
+        for f in feats:
+            j = get(f)
+            if j is not None:
+                counts[j] += 1
+        if not counts:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)
+        idx = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        if self.sublinear_tf:
+            tf = np.log(tf) + 1.0
+        val = tf * self.idf_[idx]
+        is_char = self.is_char_[idx]
+        for block, weight in ((~is_char, 1.0), (is_char, self.char_weight)):
+            norm = math.sqrt(float(np.dot(val[block], val[block])))
+            if norm > 0:
+                val[block] *= weight / norm
+        order = np.argsort(idx)
+        return idx[order], val[order].astype(np.float32)
+
+    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse features of one raw text as (indices, values): the fast path for a single request."""
+        check_is_fitted(self, "vocabulary_")
+        return self._row(self.analyze(text), self.vocabulary_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "vocabulary_")
+        names = np.empty(len(self.vocabulary_), dtype=object)
+        for f, i in self.vocabulary_.items():
+            names[i] = f
+        return names
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+def _count(analyzed: Iterable[list[str]], index: Any, width: Any) -> sp.csr_matrix:
+    """A csr matrix of feature counts; ``index`` maps a feature to its column (C-level ``map``, no Python loop
+    per feature: this is where most of the fitting time would otherwise go)."""
+    chunks: list[np.ndarray] = []
+    lengths: list[int] = []
+    for feats in analyzed:
+        ids = np.fromiter(map(index, feats), dtype=np.int32, count=len(feats))
+        chunks.append(ids)
+        lengths.append(len(ids))
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
+    X = sp.csr_matrix(
+        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), width())
+    )
+    X.sum_duplicates()
+    return X
+
+
+def _check_documents(raw_documents: Any) -> None:
+    if raw_documents is None or isinstance(raw_documents, (str, bytes)):
+        got = "None" if raw_documents is None else "a single string"
+        raise NotAListError(f"expected a list of texts, got {got}; wrap one text in a list: [text]")
+
+
+def _analyze_chunk(vectorizer: ComplaintVectorizer, texts: list[str]) -> list[list[str]]:
+    return [vectorizer.analyze(t) for t in texts]
+
+
+def analyze_many(
+    vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1, progress: bool = False
+) -> list[list[str]]:
+    """Analyze many texts, in parallel processes (joblib) when the input is large enough to pay for it."""
+    texts = list(texts)
+    total_chars = sum(len(t) for t in texts)
+    if n_jobs != 1 and total_chars >= _PARALLEL_MIN_CHARS and len(texts) >= 1000:
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        workers = effective_n_jobs(n_jobs)
+        if workers > 1:
+            size = max(200, len(texts) // (workers * 8))
+            chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
+            vectorizer._tokenizer()  # make sure the pickled copy carries a tokenizer
+            results = Parallel(n_jobs=workers, return_as="generator")(
+                delayed(_analyze_chunk)(vectorizer, c) for c in chunks
+            )
+            out: list[list[str]] = []
+            for part in _progress(results, len(chunks), "tokenizing", progress, unit="chunk"):
+                out.extend(part)
+            return out
+    return [vectorizer.analyze(t) for t in _progress(texts, len(texts), "tokenizing", progress, unit="text")]
+
+
+def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool, unit: str) -> Iterable[Any]:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit, leave=False)

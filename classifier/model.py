@@ -1,0 +1,444 @@
+"""ComplaintClassifier: one shared TF-IDF vectorizer, one calibrated linear model per target.
+
+A hotline case has several targets (category, agency).  They share the text features, so the complaint is
+normalized and segmented once; each target has its own ``LinearSVC`` whose decision scores are turned into
+probabilities by temperature scaling fitted on out-of-fold scores (one parameter per target: it keeps the
+ranking, and a "needs review" threshold on the result means what it says).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import minimize_scalar
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+
+from .config import ModelConfig, TrainingConfig
+from .errors import (
+    ComplaintInputError,
+    EmptyTextError,
+    NotAListError,
+    TextTooLongError,
+    TrainingDataError,
+    UnknownTargetError,
+)
+from .features import WORD_PREFIX, ComplaintVectorizer
+from .text import ComplaintTokenizer
+
+__all__ = ["ComplaintClassifier", "TargetHead", "check_texts"]
+
+
+def check_texts(texts: Any, max_length: int) -> list[str]:
+    """Validate a list of complaint texts; each problem has its own error naming the offending item."""
+    if texts is None or isinstance(texts, (str, bytes)):
+        got = "None" if texts is None else f"a single {type(texts).__name__}"
+        raise NotAListError(f"expected a list of texts, got {got}; wrap one text in a list: [text]")
+    if not isinstance(texts, Sequence) and not hasattr(texts, "__iter__"):
+        raise NotAListError(f"expected a list of texts, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise ComplaintInputError(f"text #{i} is {type(t).__name__}, expected str")
+        if not t.strip():
+            raise EmptyTextError(f"text #{i} is empty or whitespace only; send the complaint's text")
+        if len(t) > max_length:
+            raise TextTooLongError(
+                f"text #{i} has {len(t):,} characters; the limit is {max_length:,}. Shorten it or raise "
+                "max_text_length in the training config"
+            )
+    return out
+
+
+class TargetHead(ClassifierMixin, BaseEstimator):
+    """A linear classifier over TF-IDF features with temperature-scaled probabilities.
+
+    ``coef_`` is stored as (n_features, n_classes) float32 so a single complaint's few hundred non-zero
+    features gather their rows directly.
+    """
+
+    def __init__(
+        self,
+        C: float = 0.5,
+        class_weight: str | None = None,
+        calibration: str = "temperature",
+        calibration_folds: int = 5,
+        max_iter: int = 2000,
+        random_state: int = 0,
+    ) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, random_state: int = 0) -> TargetHead:
+        return cls(
+            C=config.C,
+            class_weight=config.class_weight,
+            calibration=config.calibration,
+            calibration_folds=config.calibration_folds,
+            max_iter=config.max_iter,
+            random_state=random_state,
+        )
+
+    def _svm(self) -> _QuietLinearSVC:
+        return _QuietLinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+
+    def fit(self, X: sp.csr_matrix, y: Sequence[str]) -> TargetHead:
+        y = np.asarray(y, dtype=object)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise TrainingDataError(
+                f"a target needs at least 2 classes to learn from, got {len(classes)} ({list(classes)})"
+            )
+        self.classes_ = classes
+        self.temperature_ = 1.0
+        if self.calibration == "temperature":
+            oof = self._out_of_fold_scores(X, y)
+            if oof is not None:
+                self.temperature_ = _fit_temperature(*oof)
+        svm = self._svm().fit(X, y)
+        self.coef_, self.intercept_ = _as_multiclass(svm, len(classes))
+        return self
+
+    def _out_of_fold_scores(self, X: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        _, counts = np.unique(y, return_counts=True)
+        folds = min(self.calibration_folds, int(counts.min()))
+        if folds < 2:
+            folds = 2 if len(y) >= 4 else 0
+        if folds < 2:
+            return None
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+        truth, scores = [], []
+        strat = y if counts.min() >= folds else np.zeros(len(y))
+        for train, test in skf.split(np.zeros(len(y)), strat):
+            fold_classes = np.unique(y[train])
+            if len(fold_classes) < 2:
+                continue
+            # rows whose class is missing from this fold's training part cannot be scored by any model;
+            # the final model sees every class, so they would only distort the temperature
+            test = test[np.isin(y[test], fold_classes)]
+            if len(test) == 0:
+                continue
+            svm = self._svm().fit(X[train], y[train])
+            coef, intercept = _as_multiclass(svm, len(fold_classes))
+            fold_scores = np.asarray(X[test] @ coef) + intercept
+            # classes absent from the fold get the typical one-vs-rest margin of a negative class
+            full = np.full((len(test), len(self.classes_)), -1.0, dtype=np.float64)
+            full[:, np.searchsorted(self.classes_, fold_classes)] = fold_scores
+            scores.append(full)
+            truth.append(np.searchsorted(self.classes_, y[test]))
+        if not scores:
+            return None
+        return np.vstack(scores), np.concatenate(truth)
+
+    def decision_function(self, X: sp.csr_matrix) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        return np.asarray(X @ self.coef_) + self.intercept_
+
+    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
+        return _softmax(self.decision_function(X) / self.temperature_)
+
+    def predict(self, X: sp.csr_matrix) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def proba_one(self, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Probabilities for one complaint given its sparse features: the single-request fast path."""
+        scores = values @ self.coef_[indices] + self.intercept_
+        return _softmax(scores[None, :] / self.temperature_)[0]
+
+
+class _QuietLinearSVC(LinearSVC):
+    """LinearSVC without the "classes greater than 50% of samples" warning: routing data legitimately has
+    hundreds of agencies with one or two cases each."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _QuietLinearSVC:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+
+def _as_multiclass(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    coef = svm.coef_
+    intercept = svm.intercept_
+    if n_classes == 2:  # sklearn gives one column for binary problems: scores s for class 1, -s for class 0
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature that minimizes the negative log-likelihood of out-of-fold scores."""
+
+    def nll(log_t: float) -> float:
+        z = scores / math.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-log_p[np.arange(len(truth)), truth].mean())
+
+    res = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e2)), method="bounded")
+    return float(math.exp(res.x))
+
+
+class ComplaintClassifier(BaseEstimator):
+    """Classify complaint texts for one or more targets (e.g. category and agency).
+
+    Parameters
+    ----------
+    config : the training configuration (features, model, limits); ``TrainingConfig()`` if None.
+    tokenizer : a ``ComplaintTokenizer``; by default one built from the config's dictionaries.
+    progress : show tqdm progress bars while fitting.
+
+    After ``fit``: ``vectorizer_``, ``heads_`` (target name -> ``TargetHead``), ``targets_``.
+    Training metadata (validation report, metrics) is attached by ``training.train`` as ``validation_report``,
+    ``metrics`` and ``manifest`` attributes.
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        tokenizer: ComplaintTokenizer | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.progress = progress
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    def _config(self) -> TrainingConfig:
+        return self.config if self.config is not None else TrainingConfig()
+
+    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> ComplaintClassifier:
+        """Fit on raw texts and, per target, a label for each text (None / NaN: no label for that target)."""
+        cfg = self._config()
+        texts = check_texts(texts, cfg.max_text_length)
+        if not isinstance(targets, Mapping) or not targets:
+            raise TrainingDataError("targets must be a non-empty mapping of target name -> labels")
+        for name, labels in targets.items():
+            if len(labels) != len(texts):
+                raise TrainingDataError(
+                    f"target {name!r} has {len(labels)} labels for {len(texts)} texts; they must match"
+                )
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            tokenizer = ComplaintTokenizer.from_files(
+                cfg.user_dict, cfg.stop_words, hmm=cfg.features.hmm, segmenter=cfg.features.segmenter
+            )
+        f = cfg.features
+        self.vectorizer_ = ComplaintVectorizer(
+            tokenizer=tokenizer,
+            word_ngram_range=f.word_ngram_range,
+            char_ngram_range=f.char_ngram_range,
+            min_df=f.min_df,
+            max_df=f.max_df,
+            max_features=f.max_features,
+            sublinear_tf=f.sublinear_tf,
+            char_weight=f.char_weight,
+            n_jobs=cfg.n_jobs,
+            progress=self.progress,
+        )
+        X = self.vectorizer_.fit_transform(texts)
+        self.heads_: dict[str, TargetHead] = {}
+        for name, labels in _progress_items(targets, self.progress):
+            y = np.asarray(labels, dtype=object)
+            has = np.array([_is_label(v) for v in y], dtype=bool)
+            head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
+            self.heads_[name] = head.fit(X[np.flatnonzero(has)], y[has].astype(str))
+        self.targets_ = list(self.heads_)
+        return self
+
+    # -- introspection ----------------------------------------------------------------------------------
+    def classes(self, target: str) -> list[str]:
+        return [str(c) for c in self._head(target).classes_]
+
+    @property
+    def max_text_length(self) -> int:
+        return self._config().max_text_length
+
+    @property
+    def review_threshold(self) -> float:
+        return 0.5
+
+    def _head(self, target: str) -> TargetHead:
+        check_is_fitted(self, "heads_")
+        try:
+            return self.heads_[target]
+        except KeyError:
+            raise UnknownTargetError(
+                f"unknown target {target!r}; this model predicts {self.targets_}"
+            ) from None
+
+    def _targets(self, targets: Sequence[str] | None) -> list[str]:
+        check_is_fitted(self, "heads_")
+        if targets is None:
+            return list(self.targets_)
+        if isinstance(targets, str):
+            targets = [targets]
+        for t in targets:
+            self._head(t)
+        return list(targets)
+
+    def tokens(self, text: str) -> list[str]:
+        check_is_fitted(self, "vectorizer_")
+        return self.vectorizer_.tokens(text)
+
+    # -- prediction -------------------------------------------------------------------------------------
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "vectorizer_")
+        return self.vectorizer_.transform(check_texts(texts, self.max_text_length))
+
+    def predict_proba(self, texts: Sequence[str], target: str) -> np.ndarray:
+        """Calibrated probabilities, shape (n_texts, n_classes), columns in ``classes(target)`` order."""
+        head = self._head(target)
+        return head.predict_proba(self.transform(texts))
+
+    def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """The top label per target for each text: ``{"category": [...], "agency": [...]}``."""
+        names = self._targets(targets)
+        X = self.transform(texts)
+        return {t: [str(c) for c in self.heads_[t].predict(X)] for t in names}
+
+    def predict_details(
+        self,
+        texts: Sequence[str],
+        top_k: int = 3,
+        targets: Sequence[str] | None = None,
+        explain: bool = False,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One result per text: under each target ``{"label", "score", "alternatives"}``, and ``needs_review``.
+
+        ``alternatives`` are the ``top_k`` best labels with their probabilities, best first (the first is the
+        label itself).  ``needs_review`` is true when any target's score is under its threshold.
+        """
+        names = self._targets(targets)
+        _check_top_k(top_k)
+        texts = check_texts(texts, self.max_text_length)
+        if len(texts) == 1:
+            idx, val = self.vectorizer_.transform_one(texts[0])
+            probas = {t: self.heads_[t].proba_one(idx, val)[None, :] for t in names}
+            rows = [(idx, val)]
+        else:
+            X = self.vectorizer_.transform(texts)
+            probas = {t: self.heads_[t].predict_proba(X) for t in names}
+            rows = [(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
+                    for i in range(X.shape[0])] if explain else []
+        results = []
+        for i in range(len(texts)):
+            result: dict[str, Any] = {}
+            review = False
+            for t in names:
+                head = self.heads_[t]
+                p = probas[t][i]
+                entry = _ranked(head.classes_, p, top_k)
+                if explain:
+                    entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"])
+                result[t] = entry
+                threshold = (thresholds or {}).get(t, self.review_threshold)
+                review = review or entry["score"] < threshold
+            result["needs_review"] = review
+            results.append(result)
+        return results
+
+    def predict_one(self, text: str, top_k: int = 3, explain: bool = False, **kw: Any) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise ComplaintInputError(f"expected one text (str), got {type(text).__name__}")
+        return self.predict_details([text], top_k=top_k, explain=explain, **kw)[0]
+
+    # -- explanation ------------------------------------------------------------------------------------
+    def explain(self, text: str, target: str, label: str | None = None, n_terms: int = 10) -> list[dict]:
+        """The terms that pushed this text toward ``label`` (default: the predicted one), from the weights."""
+        head = self._head(target)
+        idx, val = self.vectorizer_.transform_one(check_texts([text], self.max_text_length)[0])
+        if label is None:
+            label = str(head.classes_[int(np.argmax(head.proba_one(idx, val)))])
+        return self._explain_row(target, idx, val, label=label, n_terms=n_terms)
+
+    def _explain_row(
+        self, target: str, idx: np.ndarray, val: np.ndarray, label: str, n_terms: int = 10
+    ) -> list[dict[str, Any]]:
+        head = self.heads_[target]
+        pos = np.searchsorted(head.classes_, label)
+        if pos >= len(head.classes_) or head.classes_[pos] != label:
+            raise ComplaintInputError(f"label {label!r} is not a class of target {target!r}")
+        contrib = val * head.coef_[idx, pos]
+        order = np.argsort(-contrib)[:n_terms]
+        names = self._feature_names()
+        out = []
+        for j in order:
+            if contrib[j] <= 0:
+                break
+            name = names[idx[j]]
+            is_word = name.startswith(WORD_PREFIX)
+            out.append({
+                "term": name[len(WORD_PREFIX):] if is_word else name,
+                "kind": "word" if is_word else "char",
+                "weight": round(float(contrib[j]), 4),
+            })
+        return out
+
+    def _feature_names(self) -> np.ndarray:
+        names = getattr(self, "_names_cache", None)
+        if names is None:
+            names = self.vectorizer_.get_feature_names_out()
+            self._names_cache = names
+        return names
+
+    def warm_up(self) -> ComplaintClassifier:
+        """Load jieba's dictionaries and run one prediction so the first real request is fast."""
+        check_is_fitted(self, "heads_")
+        self.vectorizer_._tokenizer().warm_up()
+        self.predict_details(["预热"], top_k=1)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_names_cache", None)
+        return state
+
+
+def _check_top_k(top_k: Any) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 50:
+        raise ComplaintInputError(f"top_k must be an integer from 1 to 50, got {top_k!r}")
+
+
+def _ranked(classes: np.ndarray, p: np.ndarray, top_k: int) -> dict[str, Any]:
+    k = min(top_k, len(classes))
+    order = np.argsort(-p, kind="stable")[:k]
+    alts = [{"label": str(classes[j]), "score": round(float(p[j]), 6)} for j in order]
+    return {"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts}
+
+
+def _is_label(v: Any) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, float) and math.isnan(v):
+        return False
+    return bool(str(v).strip())
+
+
+def _progress_items(targets: Mapping[str, Any], enabled: bool) -> Any:
+    items = list(targets.items())
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="fitting", unit="target", leave=False)

@@ -1,0 +1,224 @@
+"""Normalization, personal-data masking and the jieba tokenizer.
+
+This is the one text path for training and serving: the vectorizer owns a ``ComplaintTokenizer`` and is
+pickled inside the model, so a served model normalizes and segments exactly as it did when trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import DictionaryError
+
+__all__ = [
+    "PLACEHOLDERS",
+    "normalize",
+    "mask_pii",
+    "ComplaintTokenizer",
+    "read_dictionary",
+    "sha256_text",
+]
+
+# Placeholder tokens that replace personal data.  Upper-case ASCII in angle brackets: normalization lower-cases
+# everything before masking, so a caller cannot forge one, and the tokenizer keeps each as a single token.
+PHONE, ID_NUMBER, EMAIL = "<PHONE>", "<ID>", "<EMAIL>"
+PLACEHOLDERS = (PHONE, ID_NUMBER, EMAIL)
+
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_SPACE = re.compile(r"\s+")
+_EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}")
+# 18-digit resident ID (last may be X); checked before phones so its digits are not read as a phone
+_ID = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9x](?![0-9a-z])")
+_MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
+_LANDLINE = re.compile(r"(?<![0-9])(?:\(0[0-9]{2,3}\)|0[0-9]{2,3})[- ]?[2-9][0-9]{6,7}(?![0-9])")
+_PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
+
+
+def mask_pii(text: str) -> str:
+    """Replace ID numbers, e-mail addresses and mobile/landline numbers with placeholder tokens.
+
+    Works on raw or normalized text; used on its own wherever a complaint is shown to a person (reports).
+    """
+    text = _EMAIL.sub(EMAIL, text) if "@" in text else text
+    text = _ID.sub(ID_NUMBER, text)
+    text = _MOBILE.sub(PHONE, text)
+    return _LANDLINE.sub(PHONE, text)
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width to half-width), HTML removed, whitespace collapsed, lower-cased, personal data masked."""
+    text = unicodedata.normalize("NFKC", text)
+    if "<" in text or "&" in text:
+        text = html.unescape(_TAG.sub(" ", text))
+        text = _TAG.sub(" ", text)  # entities such as &lt;br&gt; may unescape into tags
+    text = _SPACE.sub(" ", text).strip().lower()
+    return mask_pii(text)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_dictionary(path: str | Path, kind: str) -> str:
+    """Read a user dictionary or stop-word file as UTF-8 text, with a clear error if it is unusable."""
+    path = Path(path)
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DictionaryError(f"{kind} file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise DictionaryError(f"{kind} file {path} is not UTF-8; save it as UTF-8 and retry") from None
+    if kind == "user dictionary":
+        _check_user_dict(content, path)
+    return content
+
+
+def _check_user_dict(content: str, source: Path | str) -> None:
+    # jieba's format: word [freq] [tag], one per line
+    for lineno, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        if not _USER_DICT_LINE.match(line.strip()):
+            raise DictionaryError(
+                f"{source}:{lineno}: expected 'word [frequency] [tag]' with an integer frequency, got {line!r}"
+            )
+
+
+_USER_DICT_LINE = re.compile(r"^\S+( [0-9]+)?( [a-z]+)?$")
+_jieba_init_lock = threading.Lock()
+
+
+class ComplaintTokenizer:
+    """A picklable jieba tokenizer that owns its own ``jieba.Tokenizer``.
+
+    The pickled state is only configuration (the user dictionary and stop words as text, with their hashes,
+    and the HMM flag), so a model segments the same on every machine; the jieba instance is rebuilt lazily
+    after unpickling.  Single-character tokens are kept; whitespace and punctuation-only tokens are not.
+
+    Parameters
+    ----------
+    user_dict : text of a jieba user dictionary (``word [freq] [tag]`` per line), or None.
+    stop_words : text with one stop word per line, or None.
+    hmm : let jieba's HMM guess words that are in no dictionary.
+    segmenter : "jieba" (default) or "rjieba" (jieba-rs binding; faster, has no user dictionary support).
+    """
+
+    def __init__(
+        self,
+        user_dict: str | None = None,
+        stop_words: str | None = None,
+        hmm: bool = False,
+        segmenter: str = "jieba",
+    ) -> None:
+        if segmenter not in ("jieba", "rjieba"):
+            raise ValueError(f"segmenter must be 'jieba' or 'rjieba', got {segmenter!r}")
+        if user_dict:
+            _check_user_dict(user_dict, "user dictionary")
+        if segmenter == "rjieba" and user_dict:
+            raise DictionaryError("rjieba cannot load a user dictionary; use segmenter='jieba' with one")
+        self.user_dict = user_dict or None
+        self.stop_words = stop_words or None
+        self.hmm = hmm
+        self.segmenter = segmenter
+        self._stop = frozenset(w.strip() for w in (stop_words or "").splitlines() if w.strip())
+        self._jieba: Any = None
+
+    @classmethod
+    def from_files(
+        cls,
+        user_dict: str | Path | None = None,
+        stop_words: str | Path | None = None,
+        hmm: bool = False,
+        segmenter: str = "jieba",
+    ) -> ComplaintTokenizer:
+        return cls(
+            user_dict=read_dictionary(user_dict, "user dictionary") if user_dict else None,
+            stop_words=read_dictionary(stop_words, "stop-word") if stop_words else None,
+            hmm=hmm,
+            segmenter=segmenter,
+        )
+
+    @property
+    def user_dict_sha256(self) -> str | None:
+        return sha256_text(self.user_dict) if self.user_dict else None
+
+    @property
+    def stop_words_sha256(self) -> str | None:
+        return sha256_text(self.stop_words) if self.stop_words else None
+
+    def _segmenter(self) -> Any:
+        if self._jieba is None:
+            with _jieba_init_lock:
+                if self._jieba is None:
+                    self._jieba = self._build()
+        return self._jieba
+
+    def _build(self) -> Any:
+        if self.segmenter == "rjieba":
+            import rjieba
+
+            return rjieba
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        tok = jieba.Tokenizer()
+        tok.initialize()
+        if self.user_dict:
+            tok.load_userdict(io.StringIO(self.user_dict))
+        return tok
+
+    def warm_up(self) -> ComplaintTokenizer:
+        """Load the dictionaries now (at service start) instead of on the first request."""
+        self._segmenter()
+        return self
+
+    def cut(self, normalized: str) -> list[str]:
+        """Segment an already normalized text into tokens."""
+        seg = self._segmenter()
+        stop = self._stop
+        out: list[str] = []
+        for piece in _PLACEHOLDER_SPLIT.split(normalized) if "<" in normalized else (normalized,):
+            if not piece:
+                continue
+            if piece in PLACEHOLDERS:
+                out.append(piece)
+                continue
+            words: Iterable[str] = (
+                seg.cut(piece, self.hmm) if self.segmenter == "rjieba" else seg.cut(piece, HMM=self.hmm)
+            )
+            for w in words:
+                w = w.strip()
+                if w and (w.isalnum() or not _is_punct(w)) and w not in stop:
+                    out.append(w)
+        return out
+
+    def __call__(self, text: str) -> list[str]:
+        """Normalize then segment: what the vectorizer and the user see as the tokens of a complaint."""
+        return self.cut(normalize(text))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_jieba"] = None  # holds an RLock; rebuilt lazily from the configuration
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"ComplaintTokenizer(user_dict={'sha256:' + self.user_dict_sha256[:12] if self.user_dict else None}, "
+            f"stop_words={len(self._stop)}, hmm={self.hmm}, segmenter={self.segmenter!r})"
+        )
+
+
+def _is_punct(token: str) -> bool:
+    return all(unicodedata.category(ch)[0] in "PSZ" for ch in token)

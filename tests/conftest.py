@@ -1,0 +1,65 @@
+"""Shared fixtures.  Models are trained once per session: the demo model takes ~20 s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from classifier.config import TrainingConfig
+from classifier.model import ComplaintClassifier
+from classifier.store import ModelStore
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# a dozen hotline cases: enough to overfit, small enough to read
+TINY_CASES = [
+    ("兴庆区解放东街红绿灯坏了，路口堵车严重", "交通秩序", "兴庆区交警一大队"),
+    ("北京东路上天天有人乱停车，车都过不去", "交通秩序", "兴庆区交警一大队"),
+    ("清和街施工占道，早高峰堵得走不动", "交通秩序", "兴庆区交警一大队"),
+    ("朝阳西街路面塌了一个大坑，晚上很危险", "道路设施", "大武口区住建局"),
+    ("人民路井盖丢了好几天没人管", "道路设施", "大武口区住建局"),
+    ("青山路的路灯一到晚上就不亮", "道路设施", "大武口区住建局"),
+    ("同心县的出租车拒载，还骂乘客", "公共交通", "同心县交通运输局"),
+    ("同心县客运站的班车老是晚点", "公共交通", "同心县交通运输局"),
+    ("豫海镇打车司机故意绕路多收钱", "公共交通", "同心县交通运输局"),
+    ("李旺镇村里的空气能坏了，家里冻得不行", "供暖供热", "海原县李旺镇政府"),
+    ("李旺镇电采暖不热，老人受不了", "供暖供热", "海原县李旺镇政府"),
+    ("李旺镇煤改电以后屋里温度上不去", "供暖供热", "海原县李旺镇政府"),
+]
+
+
+def tiny_config(**updates: object) -> TrainingConfig:
+    base = TrainingConfig(min_class_count=1, test_size=0.0, seed=7)
+    return base.with_updates(**{"features.min_df": 1, "model.calibration_folds": 3, **updates})
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> ComplaintClassifier:
+    texts = [t for t, _, _ in TINY_CASES]
+    return ComplaintClassifier(tiny_config()).fit(
+        texts, {"category": [c for _, c, _ in TINY_CASES], "agency": [a for _, _, a in TINY_CASES]}
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    """A store holding the trained demo model as its current version (trained once per test session)."""
+    from training.demo import ensure_demo_model
+
+    store = ModelStore(tmp_path_factory.mktemp("demo-store"))
+    ensure_demo_model(store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_store: ModelStore):  # noqa: ANN201
+    return demo_store.load().model
+
+
+def shared_data(relative: str) -> Path:
+    """A file under ../shared/data, or skip the test with a clear reason when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"{path} not present (real data lives in ../shared/data beside the checkout)")
+    return path

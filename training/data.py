@@ -1,0 +1,268 @@
+"""Reading labeled cases and validating them before any fitting.
+
+Data staff bring Excel/CSV exports (often GBK), JSONL or Parquet.  ``read_table`` reads them all;
+``validate`` reports everything it changes, so nothing is silently lost: rows dropped and why, exact
+duplicates, the same text with conflicting labels, and classes below the minimum count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from classifier.errors import DataFormatError, MissingColumnError, RareClassError, TrainingDataError
+
+__all__ = ["read_table", "validate", "ValidationReport", "fingerprint", "SUPPORTED_FORMATS"]
+
+SUPPORTED_FORMATS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson", ".json", ".parquet")
+_ENCODINGS = ("utf-8-sig", "gb18030")  # GB18030 is a superset of GBK and GB2312
+
+
+def _decode(raw: bytes, encoding: str | None, path: Path) -> tuple[str, str]:
+    if encoding:
+        try:
+            return raw.decode(encoding), encoding
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise DataFormatError(f"{path} cannot be decoded as {encoding}: {exc}") from None
+    for enc in _ENCODINGS:
+        try:
+            return raw.decode(enc), ("utf-8" if enc == "utf-8-sig" else enc)
+        except UnicodeDecodeError:
+            continue
+    raise DataFormatError(
+        f"{path} is neither UTF-8 nor GBK/GB18030; pass its encoding explicitly (--encoding big5, ...)"
+    )
+
+
+def read_table(path: str | Path, encoding: str | None = None, sheet: str | int | None = 0) -> pd.DataFrame:
+    """Read a labeled data file into a DataFrame of strings.
+
+    CSV/TSV: UTF-8 (with or without BOM) or GBK/GB18030, detected (or ``encoding``).  XLSX: the first sheet
+    (or ``sheet``).  JSONL: one object per line.  Parquet.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder; give a data file ({', '.join(SUPPORTED_FORMATS)})")
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path} is empty (0 bytes)")
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            text, used = _decode(path.read_bytes(), encoding, path)
+            sep = "\t" if suffix == ".tsv" else None
+            df = pd.read_csv(io.StringIO(text), sep=sep, engine="python", dtype=str, keep_default_na=False,
+                             na_values=[""])
+            df.attrs["encoding"] = used
+        elif suffix in (".xlsx", ".xlsm"):
+            df = pd.read_excel(path, sheet_name=sheet, dtype=str)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(path, lines=True, dtype=False, encoding=encoding or "utf-8")
+        elif suffix == ".json":
+            df = pd.read_json(path, dtype=False, encoding=encoding or "utf-8")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise DataFormatError(
+                f"unsupported file type {suffix!r} for {path}; use one of {', '.join(SUPPORTED_FORMATS)}"
+            )
+    except DataFormatError:
+        raise
+    except (ValueError, OSError, ImportError) as exc:
+        raise DataFormatError(f"cannot read {path} as {suffix[1:]}: {exc}") from None
+    except Exception as exc:  # parsers raise their own types (csv.Error, zipfile.BadZipFile, ArrowInvalid)
+        raise DataFormatError(f"cannot read {path} as {suffix[1:]}: {type(exc).__name__}: {exc}") from None
+    if df.shape[0] == 0:
+        raise DataFormatError(f"{path} has a header but no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["source"] = str(path)
+    df.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return df
+
+
+def fingerprint(df: pd.DataFrame, columns: list[str]) -> str:
+    """sha256 of the used columns' content (stable across file formats holding the same data)."""
+    h = hashlib.sha256()
+    for col in columns:
+        h.update(col.encode())
+        for v in df[col].tolist():
+            h.update(b"\x00" + ("" if _missing(v) else str(v)).encode("utf-8"))
+    return h.hexdigest()
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+
+
+@dataclass
+class ValidationReport:
+    """What validation found and did, saved with the model (``validation_report.json``)."""
+
+    rows_read: int
+    text_column: str
+    target_columns: dict[str, str]
+    rows_used: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    dropped_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> row numbers (first 50)
+    missing_labels: dict[str, int] = field(default_factory=dict)  # target -> rows kept without that label
+    exact_duplicates: int = 0
+    conflicting_texts: dict[str, int] = field(default_factory=dict)  # target -> distinct texts, several labels
+    conflict_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rare_classes: dict[str, dict[str, int]] = field(default_factory=dict)  # target -> {class: count}
+    rare_policy: str = "error"
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    def __str__(self) -> str:
+        lines = [
+            "Validation report",
+            f"  rows read: {self.rows_read}",
+            f"  text column: {self.text_column}; targets: "
+            + ", ".join(f"{t} <- {c}" for t, c in self.target_columns.items()),
+        ]
+        for reason, n in self.dropped.items():
+            rows = self.dropped_rows.get(reason, [])
+            shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+            lines.append(f"  dropped {n} rows: {reason} (rows {shown})")
+        for target, n in self.missing_labels.items():
+            if n:
+                lines.append(f"  kept {n} rows without a {target} label (used for the other targets only)")
+        lines.append(f"  exact duplicate texts (same labels): {self.exact_duplicates}")
+        for target, n in self.conflicting_texts.items():
+            if n:
+                lines.append(f"  texts with conflicting {target} labels: {n}")
+        for target, classes in self.rare_classes.items():
+            if classes:
+                shown = ", ".join(f"{c} ({n})" for c, n in list(classes.items())[:10])
+                lines.append(f"  rare {target} classes -> {self.rare_policy}: {shown}")
+        for target, counts in self.class_counts.items():
+            lines.append(f"  {target}: {len(counts)} classes, largest {max(counts.values(), default=0)}, "
+                         f"smallest {min(counts.values(), default=0)}")
+        lines.append(f"  rows used: {self.rows_used}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def validate(
+    df: pd.DataFrame,
+    text: str,
+    targets: Mapping[str, str],
+    min_class_count: int = 3,
+    rare_policy: str = "error",
+    other_label: str = "其他",
+    drop_duplicates: bool = True,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check labeled data and return the rows to train on (columns ``text`` + target names) and a report.
+
+    ``targets`` maps a target name (``category``, ``agency``) to its column.  Raises ``MissingColumnError``,
+    ``TrainingDataError`` (nothing left, no labels) or ``RareClassError`` (with ``rare_policy="error"``).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TrainingDataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if not targets:
+        raise TrainingDataError("name at least one target column (e.g. category=一级标签)")
+    if rare_policy not in ("error", "other", "drop"):
+        raise TrainingDataError(f"rare_policy must be 'error', 'other' or 'drop', got {rare_policy!r}")
+    columns = [text, *targets.values()]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MissingColumnError(
+            f"column(s) {missing} not in the data; its columns are {list(df.columns)}. "
+            "Name the right ones with --text / --category / --agency"
+        )
+    report = ValidationReport(rows_read=len(df), text_column=text, target_columns=dict(targets),
+                              rare_policy=rare_policy)
+    data = pd.DataFrame({"text": df[text].tolist()}, index=pd.RangeIndex(len(df)))
+    for name, col in targets.items():
+        data[name] = [None if _missing(v) else str(v).strip() for v in df[col].tolist()]
+    row_no = data.index + 2  # spreadsheet row numbers: header is row 1
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal data, row_no
+        if mask.any():
+            report.dropped[reason] = report.dropped.get(reason, 0) + int(mask.sum())
+            report.dropped_rows.setdefault(reason, []).extend(int(r) for r in row_no[mask][:50])
+            data, row_no = data[~mask], row_no[~mask]
+
+    not_text = data["text"].map(lambda v: not isinstance(v, str) and not _missing(v))
+    data.loc[not_text, "text"] = data.loc[not_text, "text"].map(str)
+    drop(data["text"].map(_missing), "empty text")
+    names = list(targets)
+    no_label = data[names].isna().all(axis=1)
+    drop(no_label, "no label for any target" if len(names) > 1 else f"missing {names[0]} label")
+    for name in names:
+        report.missing_labels[name] = int(data[name].isna().sum())
+
+    # exact duplicates: same text and same labels (kept once); conflicts: same text, different labels
+    key = data["text"].map(lambda s: " ".join(str(s).split()))
+    dup = pd.concat([key, data[names].fillna("\x00")], axis=1).duplicated(keep="first")
+    report.exact_duplicates = int(dup.sum())
+    if drop_duplicates:
+        drop(dup, "exact duplicate (same text and labels)")
+    key = data["text"].map(lambda s: " ".join(str(s).split()))
+    for name in names:
+        labelled = data[name].notna()
+        per_text = data.loc[labelled].groupby(key[labelled])[name].nunique()
+        conflicted = per_text[per_text > 1]
+        report.conflicting_texts[name] = int(len(conflicted))
+        examples = []
+        for t in conflicted.index[:5]:
+            labels = sorted(data.loc[labelled & (key == t), name].unique().tolist())
+            examples.append({"rows": [int(r) for r in row_no[labelled & (key == t)][:5]], "labels": labels})
+        report.conflict_examples[name] = examples
+
+    for name in names:
+        counts = data[name].value_counts()
+        rare = counts[counts < min_class_count]
+        report.rare_classes[name] = {str(k): int(v) for k, v in rare.items()}
+    if any(report.rare_classes.values()):
+        if rare_policy == "error":
+            parts = []
+            for name, rare in report.rare_classes.items():
+                if rare:
+                    shown = ", ".join(f"{c} ({n})" for c, n in list(rare.items())[:15])
+                    more = f" and {len(rare) - 15} more" if len(rare) > 15 else ""
+                    parts.append(f"{name} ({len(rare)} classes): {shown}{more}")
+            raise RareClassError(
+                f"classes with fewer than {min_class_count} examples: " + "; ".join(parts)
+                + ". Add examples, or pass --min-class-count N --rare-policy other|drop"
+            )
+        for name, rare in report.rare_classes.items():
+            if not rare:
+                continue
+            is_rare = data[name].isin(list(rare))
+            if rare_policy == "other":
+                data.loc[is_rare, name] = other_label
+            elif len(names) == 1:
+                drop(is_rare, f"rare {name} class (< {min_class_count})")
+            else:  # other targets keep the row; this target just has no label there
+                data.loc[is_rare, name] = None
+                report.missing_labels[name] += int(is_rare.sum())
+
+    for name in names:
+        counts = data[name].value_counts()
+        report.class_counts[name] = {str(k): int(v) for k, v in counts.items()}
+        if len(counts) < 2:
+            raise TrainingDataError(
+                f"target {name!r} has {len(counts)} class(es) after validation ({list(counts.index)}); "
+                "a classifier needs at least 2"
+            )
+    if data.empty:
+        raise TrainingDataError("no rows left to train on after validation")
+    report.rows_used = len(data)
+    data.attrs["row_numbers"] = row_no.tolist()
+    return data.reset_index(drop=True), report

@@ -1,0 +1,198 @@
+"""Train a ComplaintClassifier from labeled cases: validate, hold out, fit, measure, save.
+
+``train(df, text=..., targets=..., config=...)`` is what both the command line and notebooks call; the model
+it returns carries ``validation_report`` and ``metrics``.  ``save_model`` writes it as a new store version.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from classifier.config import TrainingConfig
+from classifier.errors import TrainingDataError
+from classifier.model import ComplaintClassifier
+from classifier.store import ModelStore
+from classifier.text import ComplaintTokenizer
+
+from .data import ValidationReport, fingerprint, read_table, validate
+from .metrics import classification_metrics
+
+__all__ = ["train", "save_model", "fit_and_measure"]
+
+
+def train(
+    data: pd.DataFrame | str | Path,
+    text: str = "text",
+    targets: Mapping[str, str] | None = None,
+    config: TrainingConfig | None = None,
+    progress: bool | None = None,
+    log: Any = None,
+    encoding: str | None = None,
+) -> ComplaintClassifier:
+    """Validate ``data``, measure on a seeded stratified hold-out (and optional k-fold CV), fit, and return
+    the model with ``validation_report``, ``metrics`` and ``training_data`` attached.
+
+    ``targets`` maps target names to columns, e.g. ``{"category": "一级标签", "agency": "承办单位"}``; a data
+    set with only one of them trains only that one.  ``progress``: tqdm bars (default: when stderr is a
+    terminal).  ``log``: a callable for progress lines (default: none).
+    """
+    config = config or TrainingConfig()
+    say = log or (lambda _msg: None)
+    if isinstance(data, (str, Path)):
+        data = read_table(data, encoding=encoding)
+    if targets is None:
+        targets = {c: c for c in ("category", "agency") if c in data.columns}
+        if not targets:
+            raise TrainingDataError("no targets given and the data has no 'category' or 'agency' column")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    clean, report = validate(
+        data,
+        text,
+        targets,
+        min_class_count=config.min_class_count,
+        rare_policy=config.rare_policy,
+        other_label=config.other_label,
+        drop_duplicates=config.drop_duplicates,
+    )
+    say(str(report))
+    tokenizer = ComplaintTokenizer.from_files(
+        config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter
+    )
+    names = list(targets)
+    metrics: dict[str, Any] = {}
+    if config.test_size > 0:
+        train_idx, test_idx = _holdout_split(clean, names, config, report)
+        say(f"hold-out: training on {len(train_idx)} rows, measuring on {len(test_idx)}")
+        model, metrics = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, progress)
+        for name in names:
+            metrics[name]["split"] = "holdout"
+    if config.cv_folds >= 2:
+        say(f"{config.cv_folds}-fold cross-validation")
+        for name, scores in _cross_validate(clean, names, config, tokenizer).items():
+            metrics.setdefault(name, {})["cv"] = scores
+    if config.test_size == 0 or config.refit_full:
+        say(f"fitting on all {len(clean)} rows")
+        model = ComplaintClassifier(config, tokenizer=tokenizer, progress=progress)
+        model.fit(clean["text"].tolist(), {n: clean[n].tolist() for n in names})
+    model.validation_report = report
+    model.metrics = metrics
+    model.training_data = {
+        "source": data.attrs.get("source", "DataFrame"),
+        "encoding": data.attrs.get("encoding"),
+        "file_sha256": data.attrs.get("sha256"),
+        "sha256": fingerprint(data, [text, *targets.values()]),
+        "rows": int(len(data)),
+        "rows_used": int(len(clean)),
+        "columns": {"text": text, **dict(targets)},
+    }
+    return model
+
+
+def fit_and_measure(
+    clean: pd.DataFrame,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    names: list[str],
+    config: TrainingConfig,
+    tokenizer: ComplaintTokenizer | None = None,
+    progress: bool = False,
+) -> tuple[ComplaintClassifier, dict[str, Any]]:
+    """Fit on ``train_idx`` rows and measure every target on the ``test_idx`` rows that carry its label."""
+    part = clean.iloc[train_idx]
+    model = ComplaintClassifier(config, tokenizer=tokenizer, progress=progress)
+    model.fit(part["text"].tolist(), {n: part[n].tolist() for n in names})
+    test = clean.iloc[test_idx]
+    X = model.transform(test["text"].tolist())
+    metrics = {}
+    for name in names:
+        has = test[name].notna().to_numpy()
+        head = model.heads_[name]
+        proba = head.predict_proba(X[np.flatnonzero(has)])
+        metrics[name] = classification_metrics(test.loc[has, name].tolist(), proba, model.classes(name))
+    return model, metrics
+
+
+def _stratify_labels(clean: pd.DataFrame, names: list[str]) -> pd.Series:
+    return clean[names[0]].fillna("\x00")
+
+
+def _holdout_split(
+    clean: pd.DataFrame, names: list[str], config: TrainingConfig, report: ValidationReport
+) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(len(clean))
+    strat = _stratify_labels(clean, names)
+    try:
+        return tuple(train_test_split(idx, test_size=config.test_size, random_state=config.seed, stratify=strat))
+    except ValueError as exc:
+        report.warnings.append(f"hold-out split is not stratified ({exc})")
+        return tuple(train_test_split(idx, test_size=config.test_size, random_state=config.seed))
+
+
+def _cross_validate(
+    clean: pd.DataFrame, names: list[str], config: TrainingConfig, tokenizer: ComplaintTokenizer
+) -> dict[str, dict[str, Any]]:
+    strat = _stratify_labels(clean, names)
+    folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
+    per: dict[str, dict[str, list[float]]] = {n: {"accuracy": [], "macro_f1": [], "top3_accuracy": []} for n in names}
+    try:
+        splits = list(folds.split(np.zeros(len(clean)), strat))
+    except ValueError as exc:
+        raise TrainingDataError(
+            f"cannot run {config.cv_folds}-fold CV: {exc}. Lower --cv or --min-class-count"
+        ) from None
+    for train_idx, test_idx in splits:
+        _, m = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer)
+        for n in names:
+            for k in per[n]:
+                per[n][k].append(m[n][k])
+    return {
+        n: {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "folds": v} for k, v in scores.items()}
+        for n, scores in per.items()
+    }
+
+
+def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None = None,
+               promote: bool | None = None) -> str:
+    """Write a trained model as a new version of ``store``; return the version id.
+
+    The first version of an empty store becomes current; later ones only with ``promote=True`` (compare
+    first, then ``hotline models promote``).
+    """
+    store = store if isinstance(store, ModelStore) else ModelStore(store)
+    tokenizer = model.vectorizer_.tokenizer
+    report: ValidationReport | None = getattr(model, "validation_report", None)
+    config = model._config()
+    extra = {}
+    if report is not None:
+        extra["validation_report.json"] = report.to_json()
+    if tokenizer is not None and tokenizer.user_dict:
+        extra["user_dict.txt"] = tokenizer.user_dict
+    if tokenizer is not None and tokenizer.stop_words:
+        extra["stop_words.txt"] = tokenizer.stop_words
+    manifest = {
+        "data": getattr(model, "training_data", {}),
+        "config": config.model_dump(mode="json"),
+        "targets": list(model.targets_),
+        "labels": {
+            t: (report.class_counts.get(t) if report is not None else None) or {c: None for c in model.classes(t)}
+            for t in model.targets_
+        },
+        "metrics": getattr(model, "metrics", {}),
+        "review_threshold": model.review_threshold,
+        "dictionaries": {
+            "user_dict_sha256": tokenizer.user_dict_sha256 if tokenizer else None,
+            "stop_words_sha256": tokenizer.stop_words_sha256 if tokenizer else None,
+            "hmm": tokenizer.hmm if tokenizer else None,
+            "segmenter": tokenizer.segmenter if tokenizer else None,
+        },
+        "n_features": len(model.vectorizer_.vocabulary_),
+    }
+    return store.save(model, manifest, extra_files=extra, promote=promote)

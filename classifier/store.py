@@ -232,7 +232,8 @@ class ModelStore:
 
     # -- writing --------------------------------------------------------------------------------------------
     def new_version_id(self, data_sha256: str = "") -> str:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        # milliseconds keep ids in creation order when several models are saved in one second (tests, tuning)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S.%f")[:-3]
         suffix = (data_sha256[:6] if data_sha256 else secrets.token_hex(3))
         version = f"{stamp}-{suffix}"
         n = 1

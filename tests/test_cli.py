@@ -1,0 +1,120 @@
+"""The `hotline` command line: train from a GBK export, predict (text, --json, stdin, file), manage the store."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from training.cli import main
+from training.demo import DEMO_CORPUS
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A GBK-encoded CSV export with Chinese column names, like the ones data staff bring."""
+    corpus = pd.read_csv(DEMO_CORPUS)
+    small = corpus[corpus["category"].isin(["交通秩序", "供暖供热", "公共交通", "教育"])]
+    small = small.rename(columns={"text": "留言详情", "category": "一级标签", "agency": "承办单位"})
+    path = tmp_path_factory.mktemp("export") / "cases.csv"
+    small.to_csv(path, index=False, encoding="gbk", errors="replace")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_store(export, tmp_path_factory):
+    store = tmp_path_factory.mktemp("cli-store")
+    code = main(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--quiet",
+                 "--store", str(store)])
+    assert code == 0
+    return store
+
+
+def run(args, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_prints_metrics_and_makes_the_first_version_current(export, tmp_path, capsys):
+    code, out, err = run(["train", str(export), "--text", "留言详情", "--category", "一级标签",
+                          "--store", str(tmp_path), "--json", "--seed", "3"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["current"] is True
+    assert 0.7 <= result["metrics"]["category"]["accuracy"] <= 1.0
+
+
+def test_predict_json_has_the_service_shape(trained_store, capsys):
+    code, out, _ = run(["predict", "--json", "--store", str(trained_store),
+                        "同心县出租车司机拒载绕路", "学校乱收费"], capsys)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["category"]["label"] for r in lines] == ["公共交通", "教育"]
+    first = lines[0]["category"]
+    assert set(first) == {"label", "score", "alternatives"}
+    assert len(first["alternatives"]) == 3 and first["alternatives"][0]["label"] == first["label"]
+    assert isinstance(lines[0]["needs_review"], bool) and lines[0]["model_version"]
+
+
+def test_predict_reads_stdin_and_files(trained_store, tmp_path, capsys, monkeypatch):
+    code, out, _ = run(["predict", "--json", "--store", str(trained_store)], capsys,
+                       stdin="同心县出租车司机拒载绕路\n\n学校乱收费\n", monkeypatch=monkeypatch)
+    assert code == 0 and len(out.splitlines()) == 2
+    f = tmp_path / "texts.txt"
+    f.write_text("学校乱收费\n", encoding="utf-8")
+    code, out, _ = run(["predict", "--store", str(trained_store), "--file", str(f), "--explain"], capsys)
+    assert code == 0 and out.startswith("category: 教育") and "because:" in out
+
+
+def test_models_list_show_promote_rollback(trained_store, export, capsys):
+    _, out, _ = run(["models", "list", "--json", "--store", str(trained_store)], capsys)
+    listing = json.loads(out)
+    first = listing["current"]
+    assert [v["version"] for v in listing["versions"]] == [first]
+    run(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--quiet", "--store",
+         str(trained_store)], capsys)
+    versions = [v["version"] for v in json.loads(run(["models", "list", "--json", "--store",
+                                                      str(trained_store)], capsys)[1])["versions"]]
+    second = versions[-1]
+    _, out, _ = run(["models", "show", second, "--json", "--store", str(trained_store)], capsys)
+    assert json.loads(out)["version"] == second
+    code, out, _ = run(["models", "promote", second, "--store", str(trained_store)], capsys)
+    assert code == 0 and second in out
+    code, out, _ = run(["models", "rollback", "--store", str(trained_store)], capsys)
+    assert code == 0 and first in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["predict", "路灯不亮", "--store", "{empty}"], "does not exist; train a model first"),
+        (["train", "{export}", "--text", "内容", "--category", "一级标签"], r"column(s) ['内容'] not in the data"),
+        (["train", "{export}", "--text", "留言详情"], "name at least one label column"),
+        (["train", "{export}", "--text", "留言详情", "--category", "承办单位"], "fewer than 3 examples"),
+        (["train", "{export}", "--text", "留言详情", "--target", "nocolumn"], "--target expects NAME=COLUMN"),
+        (["models", "promote", "nope", "--store", "{store}"], "model version 'nope' not found"),
+        (["predict", "   ", "--store", "{store}"], "text #0 is empty"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args, message, export, trained_store, tmp_path, capsys):
+    args = [a.format(empty=tmp_path / "none", export=export, store=trained_store) for a in args]
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_console_script_runs(trained_store):
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "predict", "学校乱收费", "--store", str(trained_store)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("category: 教育")

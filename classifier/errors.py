@@ -20,6 +20,7 @@ __all__ = [
     "DataFormatError",
     "ConfigError",
     "DictionaryError",
+    "DirectoryError",
     "ModelStoreError",
     "ModelNotFoundError",
     "NoCurrentModelError",
@@ -75,6 +76,10 @@ class ConfigError(ValueError):
 
 class DictionaryError(ValueError):
     """A user dictionary or stop-word file is missing or malformed."""
+
+
+class DirectoryError(ValueError):
+    """A routing directory (places, agencies, functions) is missing, malformed or inconsistent."""
 
 
 class ModelStoreError(RuntimeError):

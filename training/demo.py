@@ -7,6 +7,9 @@ predicts.  The data lives in ``data/ningxia/`` of the repository:
 - ``complaints.csv``: hand-written sample complaints (text, category, agency);
 - ``userdict.txt``: place and agency names plus hotline words for jieba, built by ``build_user_dictionary``;
 - ``stopwords.txt``: greetings and fillers that carry no routing signal.
+
+The demo model is a ``RoutedClassifier``: the flat category and agency heads plus a function head, routed
+through the directory built from the domain tables (``demo_directory()``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from classifier.config import TrainingConfig
+from classifier.jurisdiction import RoutingDirectory
 from classifier.store import ModelStore
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "SAMPLE_COMPLAINTS",
     "build_user_dictionary",
     "demo_config",
+    "demo_directory",
     "ensure_demo_model",
     "train_demo",
 ]
@@ -76,12 +81,29 @@ def demo_config(**updates: object) -> TrainingConfig:
     return config.with_updates(**updates) if updates else config
 
 
+def demo_directory() -> RoutingDirectory:
+    """The demo's routing directory: ``places.csv``, ``agencies.csv`` and ``functions.csv`` of ``DEMO_DIR``."""
+    return RoutingDirectory.from_dir(DEMO_DIR)
+
+
 def train_demo(config: TrainingConfig | None = None, log: Callable[[str], None] | None = None):  # noqa: ANN201
-    """Train on the bundled corpus (category and agency) and return the model (not saved)."""
+    """Train on the bundled corpus (category and agency), add directory routing, return the model (not saved).
+
+    ``train`` validates, measures and fits the flat heads; the function head is then fitted on the same
+    features (``RoutedClassifier.from_classifier``), so the vectorizer is shared and built once.
+    """
+    from classifier.routing import RoutedClassifier
+
+    from .data import read_table
     from .train import train
 
-    return train(DEMO_CORPUS, text="text", targets={"category": "category", "agency": "agency"},
+    data = read_table(DEMO_CORPUS)
+    flat = train(data, text="text", targets={"category": "category", "agency": "agency"},
                  config=config or demo_config(), progress=False, log=log)
+    labeled = data.dropna(subset=["text", "agency"])
+    labeled = labeled[labeled["text"].astype(str).str.strip() != ""]
+    return RoutedClassifier.from_classifier(flat, demo_directory(), labeled["text"].astype(str).tolist(),
+                                            labeled["agency"].tolist())
 
 
 def ensure_demo_model(

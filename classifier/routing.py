@@ -1,0 +1,289 @@
+"""Jurisdiction-aware agency routing: the place decides where, the problem decides who.
+
+``RoutedClassifier`` is a ``ComplaintClassifier`` with a routing directory.  Besides the flat heads (category,
+agency) it trains a ``function`` head on the function of each labeled case's agency (looked up in the
+directory), so every agency's cases teach the function for all counties.  At prediction time the agency is
+
+    P(agency) = s * sum_f P(f) * [agency = directory(place, f)] + (1 - s * mapped mass) * P_flat(agency)
+
+where ``place`` comes from the ``PlaceResolver`` and ``s`` is its score.  A town-level function (town
+government, street office) needs the town: when only the county is known, its mass goes to that county's town
+agencies in proportion to the flat model's belief in them.  When the place is unknown, or the directory has no
+entry, the flat agency model decides alone.  Each result says which path it took under ``"routing"``.
+
+Without a directory (``directory=None``) the model is exactly a ``ComplaintClassifier``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_is_fitted
+
+from .config import TrainingConfig
+from .errors import TrainingDataError
+from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
+from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked, check_texts
+from .text import ComplaintTokenizer
+
+__all__ = ["RoutedClassifier", "FUNCTION", "AGENCY"]
+
+FUNCTION = "function"
+AGENCY = "agency"
+
+
+class RoutedClassifier(ComplaintClassifier):
+    """A ``ComplaintClassifier`` whose agency comes from (place, function) through a routing directory.
+
+    Parameters: those of ``ComplaintClassifier`` plus ``directory`` (a ``RoutingDirectory`` or None).
+
+    After ``fit``: ``directory_``, ``resolver_``, ``heads_["function"]`` (not among ``targets_``, so results
+    keep the flat model's shape), ``agency_classes_`` (the flat model's agencies plus every directory agency:
+    the router can name an agency it never saw), ``routing_summary_``.
+    """
+
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        tokenizer: ComplaintTokenizer | None = None,
+        progress: bool = False,
+        directory: RoutingDirectory | None = None,
+    ) -> None:
+        super().__init__(config=config, tokenizer=tokenizer, progress=progress)
+        self.directory = directory
+
+    # -- fitting ----------------------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> RoutedClassifier:
+        if FUNCTION in targets:
+            raise TrainingDataError(f"{FUNCTION!r} is derived from the routing directory; do not pass it")
+        super().fit(texts, targets)
+        if self.directory is not None and AGENCY in targets:
+            X = self.vectorizer_.transform(check_texts(texts, self.max_text_length))
+            self._fit_routing(X, targets[AGENCY])
+        else:
+            self.directory_ = None
+        return self
+
+    @classmethod
+    def from_classifier(
+        cls, model: ComplaintClassifier, directory: RoutingDirectory, texts: Sequence[str],
+        agencies: Sequence[Any],
+    ) -> RoutedClassifier:
+        """Add routing to an already trained flat model: reuse its vectorizer and heads, fit the function
+        head on ``texts`` labeled with the functions of ``agencies``.  Training metadata
+        (``validation_report``, ``metrics``, ``training_data``) is carried over."""
+        check_is_fitted(model, "heads_")
+        if AGENCY not in model.heads_:
+            raise TrainingDataError("routing needs a model trained with an 'agency' target")
+        routed = cls(config=model.config, tokenizer=model.tokenizer, progress=model.progress, directory=directory)
+        routed.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_") or k in _METADATA})
+        routed.heads_ = dict(model.heads_)
+        X = routed.vectorizer_.transform(check_texts(texts, routed.max_text_length))
+        return routed._fit_routing(X, agencies)
+
+    def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any]) -> RoutedClassifier:
+        directory = self.directory
+        if not isinstance(directory, RoutingDirectory):
+            raise TrainingDataError(f"directory must be a RoutingDirectory, got {type(directory).__name__}")
+        if len(agencies) != X.shape[0]:
+            raise TrainingDataError(f"{len(agencies)} agency labels for {X.shape[0]} texts; they must match")
+        functions = [directory.function_of(str(a)) if _is_label(a) else None for a in agencies]
+        labeled = [a for a in agencies if _is_label(a)]
+        unknown = sorted({str(a) for a in labeled} - set(directory.agencies))
+        rows = np.array([f is not None for f in functions], dtype=bool)
+        if len({f for f in functions if f is not None}) < 2:
+            raise TrainingDataError(
+                "the routing directory knows the function of fewer than 2 of the training agencies "
+                f"(unknown agencies, e.g. {unknown[:5]}); check that agencies.csv matches the data's agency names"
+            )
+        cfg = self._config()
+        head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
+        y = np.asarray([f for f in functions if f is not None], dtype=object).astype(str)
+        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y)
+        self.directory_ = directory
+        self.resolver_: PlaceResolver = directory.resolver()
+        flat = self.heads_[AGENCY].classes_
+        self.agency_classes_ = np.array(sorted(set(map(str, flat)) | set(directory.agencies)), dtype=object)
+        self._flat_cols_ = np.searchsorted(self.agency_classes_, flat.astype(str))
+        self._agency_col_ = {a: i for i, a in enumerate(self.agency_classes_)}
+        self.routing_summary_ = {
+            **directory.summary(),
+            "function_cases": int(rows.sum()),
+            "agencies_not_in_directory": len(unknown),
+        }
+        if hasattr(self, "training_data") and isinstance(self.training_data, dict):
+            self.training_data = {**self.training_data, "directory": self.routing_summary_}
+        return self
+
+    def _routed(self) -> bool:
+        return getattr(self, "directory_", None) is not None
+
+    # -- introspection ----------------------------------------------------------------------------------
+    def classes(self, target: str) -> list[str]:
+        if target == AGENCY and self._routed():
+            return [str(c) for c in self.agency_classes_]
+        return super().classes(target)
+
+    def resolve_place(self, text: str) -> PlaceMatch:
+        """The place a complaint is about (``level == "unknown"`` when nothing decides)."""
+        check_is_fitted(self, "resolver_")
+        return self.resolver_.resolve(check_texts([text], self.max_text_length)[0])
+
+    # -- prediction -------------------------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str], target: str) -> np.ndarray:
+        """As ``ComplaintClassifier.predict_proba``; for "agency" the routed probabilities over
+        ``classes("agency")``."""
+        if target != AGENCY or not self._routed():
+            return super().predict_proba(texts, target)
+        texts = check_texts(texts, self.max_text_length)
+        P, _ = self._route(texts, self.vectorizer_.transform(texts))
+        return P
+
+    def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:
+        names = self._targets(targets)
+        if AGENCY not in names or not self._routed():
+            return super().predict(texts, targets)
+        details = self.predict_details(texts, top_k=1, targets=names)
+        return {t: [d[t]["label"] for d in details] for t in names}
+
+    def predict_details(
+        self,
+        texts: Sequence[str],
+        top_k: int = 3,
+        targets: Sequence[str] | None = None,
+        explain: bool = False,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """As ``ComplaintClassifier.predict_details``, with the agency routed and a ``"routing"`` entry:
+        ``{"path": "directory" | "flat", "place": {...}, "function": {"label", "score"}, "reason"}``."""
+        names = self._targets(targets)
+        if AGENCY not in names or not self._routed():
+            return super().predict_details(texts, top_k=top_k, targets=targets, explain=explain,
+                                           thresholds=thresholds)
+        _check_top_k(top_k)
+        texts = check_texts(texts, self.max_text_length)
+        if len(texts) == 1:
+            idx, val = self.vectorizer_.transform_one(texts[0])
+            X = sp.csr_matrix((val, idx, np.array([0, len(idx)])), shape=(1, len(self.vectorizer_.vocabulary_)))
+        else:
+            X = self.vectorizer_.transform(texts)
+        P, routes = self._route(texts, X)
+        others = {t: self.heads_[t].predict_proba(X) for t in names if t != AGENCY}
+        results = []
+        for i in range(len(texts)):
+            row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
+            result: dict[str, Any] = {}
+            review = False
+            for t in names:
+                if t == AGENCY:
+                    entry = _ranked(self.agency_classes_, P[i], top_k)
+                    if explain:
+                        entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
+                else:
+                    entry = _ranked(self.heads_[t].classes_, others[t][i], top_k)
+                    if explain:
+                        entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
+                result[t] = entry
+                threshold = (thresholds or {}).get(t, self.review_threshold)
+                review = review or entry["score"] < threshold
+            result["needs_review"] = review
+            route = routes[i]
+            label = result[AGENCY]["label"]
+            if route["path"] == "directory" and label not in route.pop("_mapped"):
+                route["path"], route["reason"] = "flat", "the flat model outweighed the directory's candidates"
+            route.pop("_mapped", None)
+            result["routing"] = route
+            results.append(result)
+        return results
+
+    def _route(self, texts: Sequence[str], X: sp.csr_matrix) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record."""
+        fn_head = self.heads_[FUNCTION]
+        pf = fn_head.predict_proba(X)
+        flat = self.heads_[AGENCY].predict_proba(X)
+        P = np.zeros((len(texts), len(self.agency_classes_)), dtype=np.float64)
+        P[:, self._flat_cols_] = flat
+        routes = []
+        for i, text in enumerate(texts):
+            place = self.resolver_.resolve(text)
+            top = int(np.argmax(pf[i]))
+            route: dict[str, Any] = {
+                "path": "flat",
+                "place": _place_dict(place),
+                "function": {"label": str(fn_head.classes_[top]), "score": round(float(pf[i, top]), 6)},
+                "reason": None,
+            }
+            if place.county is None:
+                route["reason"] = "no county or town in the text decides the place" if place.level != "city" \
+                    else "the text names only a city; agencies are per county"
+                routes.append(route)
+                continue
+            mapped, mass = self._directory_mass(pf[i], place, P[i])
+            if mass == 0.0:
+                route["reason"] = f"the directory has no agency for these functions in {place.name}"
+                routes.append(route)
+                continue
+            s = float(place.score)
+            flat_row = P[i].copy()
+            P[i] = s * mapped + (1.0 - s * mass) * flat_row
+            route["path"] = "directory"
+            route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
+            fn = route["function"]["label"]
+            if self.directory_.agency_for(fn, place.county, place.town) is None:
+                route["reason"] = (f"{fn} needs a town; spread over {place.county}'s towns by the flat model"
+                                   if fn in self.directory_.town_functions and place.town is None
+                                   else f"the directory has no {fn} agency in {place.name}")
+            routes.append(route)
+        return P, routes
+
+    def _directory_mass(self, pf: np.ndarray, place: PlaceMatch, flat_row: np.ndarray) -> tuple[np.ndarray, float]:
+        """Each agency's probability from the functions the directory can place here, and their total."""
+        directory, col = self.directory_, self._agency_col_
+        classes = self.heads_[FUNCTION].classes_
+        mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
+        mass = 0.0
+        for j, fn in enumerate(classes):
+            p = float(pf[j])
+            agency = directory.agency_for(str(fn), place.county, place.town)
+            if agency is not None:
+                mapped[col[agency]] += p
+                mass += p
+            elif place.town is None and fn in directory.town_functions:
+                cols = [col[a] for a in directory.town_agencies(str(fn), str(place.county))]
+                belief = flat_row[cols]
+                if cols and belief.sum() > 0:
+                    mapped[cols] += p * belief / belief.sum()
+                    mass += p
+        return mapped, mass
+
+    def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any]) -> list:
+        if route["path"] == "directory":
+            fn = self.directory_.function_of(label)
+            if fn is not None and fn in set(self.heads_[FUNCTION].classes_):
+                return self._explain_row(FUNCTION, *row, label=fn)
+        if label in set(self.heads_[AGENCY].classes_):
+            return self._explain_row(AGENCY, *row, label=label)
+        return []
+
+    def explain(self, text: str, target: str, label: str | None = None, n_terms: int = 10) -> list[dict]:
+        """For a routed agency: the terms that pushed the text toward the agency's function."""
+        if target != AGENCY or not self._routed():
+            return super().explain(text, target, label=label, n_terms=n_terms)
+        result = self.predict_details([text], top_k=1, targets=[AGENCY])[0]
+        label = label or result[AGENCY]["label"]
+        fn = self.directory_.function_of(label)
+        if result["routing"]["path"] == "directory" and fn in set(self.heads_[FUNCTION].classes_):
+            return super().explain(text, FUNCTION, label=fn, n_terms=n_terms)
+        return super().explain(text, AGENCY, label=label, n_terms=n_terms)
+
+
+_METADATA = ("validation_report", "metrics", "training_data", "manifest")
+
+
+def _place_dict(place: PlaceMatch) -> dict[str, Any]:
+    d = place.to_dict()
+    d["score"] = round(float(d["score"]), 4)
+    return d

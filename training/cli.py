@@ -174,13 +174,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def format_prediction(result: dict[str, Any]) -> str:
     lines = []
     for target, entry in result.items():
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or "alternatives" not in entry:
             continue
         alts = ", ".join(f"{a['label']} {a['score']:.2f}" for a in entry["alternatives"][1:])
         line = f"{target}: {entry['label']} ({entry['score']:.2f})"
         lines.append(line + (f"   alternatives: {alts}" if alts else ""))
         if entry.get("explanation"):
             lines.append("    because: " + ", ".join(f"{e['term']} {e['weight']:.3f}" for e in entry["explanation"]))
+    routing = result.get("routing")
+    if routing:
+        place, fn = routing["place"], routing["function"]
+        lines.append(f"routing: {routing['path']} (place {place['name'] or 'unknown'}, "
+                     f"function {fn['label']} {fn['score']:.2f})")
     if result.get("needs_review"):
         lines.append("needs review: a score is under its threshold")
     return "\n".join(lines) + "\n"

@@ -233,7 +233,7 @@ class ModelStore:
     # -- writing --------------------------------------------------------------------------------------------
     def new_version_id(self, data_sha256: str = "") -> str:
         # milliseconds keep ids in creation order when several models are saved in one second (tests, tuning)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S.%f")[:-3]
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S.%f")[:-3]
         suffix = (data_sha256[:6] if data_sha256 else secrets.token_hex(3))
         version = f"{stamp}-{suffix}"
         n = 1
@@ -266,7 +266,7 @@ class ModelStore:
             full = {
                 "format_version": FORMAT_VERSION,
                 "version": version,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 **manifest,
                 "versions": library_versions(),
                 "files": files,

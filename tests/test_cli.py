@@ -118,3 +118,9 @@ def test_console_script_runs(trained_store):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("category: 教育")
+
+
+def test_store_comes_from_the_environment(trained_store, capsys, monkeypatch):
+    monkeypatch.setenv("HOTLINE_MODEL_STORE", str(trained_store))
+    code, out, _ = run(["predict", "--json", "学校乱收费"], capsys)
+    assert code == 0 and json.loads(out)["category"]["label"] == "教育"

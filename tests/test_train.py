@@ -10,10 +10,10 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from classifier.store import ModelStore
+from tests.conftest import tiny_config
 from training.demo import DEMO_CORPUS
 from training.metrics import classification_metrics, top_k_accuracy
 from training.train import fit_and_measure, save_model, train
-from tests.conftest import tiny_config
 
 FAST = {"model.calibration_folds": 3}
 

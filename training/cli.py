@@ -103,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     version = save_model(model, store, promote=True if args.promote else None)
     current = store.current() == version
     if args.json:
-        _print_json({"version": version, "current": current, "store": str(store.path), "metrics": _headline(model.metrics)})
+        _print_json({"version": version, "current": current, "store": str(store.path),
+                     "metrics": _headline(model.metrics)})
     else:
         for target, m in _headline(model.metrics).items():
             print(f"{target}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
@@ -163,7 +164,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     texts = _read_texts(args)
     stored = load_for_cli(args)
     results = stored.model.predict_details(texts, top_k=args.top_k, explain=args.explain)
-    for text, result in zip(texts, results):
+    for result in results:
         if args.json:
             _print_json({**result, "model_version": stored.version})
         else:

@@ -114,8 +114,9 @@ class RoutedClassifier(ComplaintClassifier):
             "function_cases": int(rows.sum()),
             "agencies_not_in_directory": len(unknown),
         }
-        if hasattr(self, "training_data") and isinstance(self.training_data, dict):
-            self.training_data = {**self.training_data, "directory": self.routing_summary_}
+        # save_model writes ``training_data`` into the manifest: the directory's hash travels with the model
+        data = getattr(self, "training_data", None)
+        self.training_data = {**(data if isinstance(data, dict) else {}), "directory": self.routing_summary_}
         return self
 
     def _routed(self) -> bool:
@@ -252,10 +253,12 @@ class RoutedClassifier(ComplaintClassifier):
                 mapped[col[agency]] += p
                 mass += p
             elif place.town is None and fn in directory.town_functions:
+                # the flat model's belief in each of the county's towns; what it puts elsewhere is spread
+                # evenly, so a guess between towns keeps a low score and asks for review
                 cols = [col[a] for a in directory.town_agencies(str(fn), str(place.county))]
-                belief = flat_row[cols]
-                if cols and belief.sum() > 0:
-                    mapped[cols] += p * belief / belief.sum()
+                if cols:
+                    belief = flat_row[cols]
+                    mapped[cols] += p * (belief + (1.0 - belief.sum()) / len(cols))
                     mass += p
         return mapped, mass
 

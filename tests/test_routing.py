@@ -1,0 +1,196 @@
+"""RoutedClassifier: function head, (place, function) -> agency, flat fallback, drop-in for ComplaintClassifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from classifier.errors import ComplaintInputError, EmptyTextError, NotAListError, TrainingDataError
+from classifier.model import ComplaintClassifier
+from classifier.routing import RoutedClassifier
+from classifier.store import ModelStore
+from tests.conftest import TINY_CASES, tiny_config
+from training.demo import demo_directory
+from training.train import save_model
+
+TEXTS = [t for t, _, _ in TINY_CASES]
+TARGETS = {"category": [c for _, c, _ in TINY_CASES], "agency": [a for _, _, a in TINY_CASES]}
+
+
+@pytest.fixture(scope="module")
+def directory():  # noqa: ANN201
+    return demo_directory()
+
+
+@pytest.fixture(scope="module")
+def routed(directory) -> RoutedClassifier:
+    return RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, TARGETS)
+
+
+def test_function_head_learns_the_functions_of_the_agencies(routed):
+    assert routed.classes("function") == ["housing", "town_gov", "traffic_police", "transport"]
+    assert routed.targets_ == ["category", "agency"]  # results keep the flat shape
+    assert routed.routing_summary_["function_cases"] == 12
+    assert routed.routing_summary_["agencies_not_in_directory"] == 0
+
+
+def test_routes_to_an_agency_of_a_county_it_never_saw(routed):
+    # the tiny cases only know 同心县交通运输局; the directory knows every county's
+    result = routed.predict_one("隆德县的出租车拒载，还骂乘客")
+    assert result["agency"]["label"] == "隆德县交通运输局"
+    assert "隆德县交通运输局" not in routed.heads_["agency"].classes_
+    routing = result["routing"]
+    assert routing["path"] == "directory"
+    assert routing["function"]["label"] == "transport"
+    assert routing["place"] == {
+        "name": "隆德县", "level": "county", "city": "固原市", "county": "隆德县", "town": None, "score": 1.0,
+        "mentions": ["隆德县"], "ambiguous": [],
+    }
+    assert routing["reason"] is None
+    assert result["agency"]["score"] == pytest.approx(routing["function"]["score"], abs=1e-6)
+
+
+def test_town_level_function_uses_the_resolved_town(routed):
+    result = routed.predict_one("西吉县兴隆镇村里的空气能坏了，家里冻得不行")
+    assert result["agency"]["label"] == "西吉县兴隆镇政府"
+    assert result["routing"]["path"] == "directory"
+    assert result["routing"]["place"]["town"] == "兴隆镇"
+
+
+def test_town_level_function_without_a_town_stays_in_the_county_and_asks_for_review(routed):
+    result = routed.predict_one("西吉县村里的空气能坏了，家里冻得不行")
+    agency = result["agency"]
+    assert agency["label"].startswith("西吉县") and agency["label"].endswith("政府")
+    assert agency["score"] < 0.5 and result["needs_review"] is True
+    assert "needs a town" in result["routing"]["reason"]
+
+
+def test_unknown_place_falls_back_to_the_flat_model(routed):
+    result = routed.predict_one("村里的空气能坏了，家里冻得不行")
+    assert result["routing"]["path"] == "flat"
+    assert result["routing"]["place"]["level"] == "unknown"
+    assert result["routing"]["reason"] == "no county or town in the text decides the place"
+    flat = routed.heads_["agency"].classes_[np.argmax(routed.heads_["agency"].predict_proba(
+        routed.transform(["村里的空气能坏了，家里冻得不行"]))[0])]
+    assert result["agency"]["label"] == flat == "海原县李旺镇政府"
+
+
+def test_a_city_alone_falls_back_to_the_flat_model(routed):
+    result = routed.predict_one("银川市的出租车拒载")
+    assert result["routing"]["path"] == "flat"
+    assert result["routing"]["reason"] == "the text names only a city; agencies are per county"
+
+
+def test_top_k_combines_top_functions_with_the_place(routed):
+    result = routed.predict_one("隆德县的出租车拒载，还骂乘客", top_k=3)
+    alts = result["agency"]["alternatives"]
+    assert [a["label"] for a in alts][0] == "隆德县交通运输局"
+    assert all(a["label"].startswith("隆德县") for a in alts)
+    assert [a["score"] for a in alts] == sorted((a["score"] for a in alts), reverse=True)
+
+
+def test_routed_probabilities_are_a_distribution_over_all_directory_agencies(routed, directory):
+    proba = routed.predict_proba(TEXTS + ["隆德县的出租车拒载"], "agency")
+    assert proba.shape == (13, len(routed.classes("agency")))
+    assert set(directory.agencies) <= set(routed.classes("agency"))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    classes = routed.classes("agency")
+    assert classes[int(np.argmax(proba[-1]))] == "隆德县交通运输局"
+
+
+def test_still_fits_its_training_cases(routed):
+    assert routed.predict(TEXTS) == {"category": TARGETS["category"], "agency": TARGETS["agency"]}
+
+
+def test_batch_equals_one_by_one(routed):
+    texts = [*TEXTS, "隆德县的出租车拒载", "村里的空气能坏了"]
+    batch = routed.predict_details(texts, top_k=3)
+    single = [routed.predict_details([t], top_k=3)[0] for t in texts]
+    for b, s in zip(batch, single):
+        assert b["agency"]["label"] == s["agency"]["label"]
+        assert b["agency"]["score"] == pytest.approx(s["agency"]["score"], abs=1e-5)
+        assert b["routing"]["path"] == s["routing"]["path"]
+
+
+def test_result_shape_matches_the_flat_model(routed, tiny_model):
+    flat = tiny_model.predict_details(["同心县的出租车拒载"])[0]
+    mine = routed.predict_details(["同心县的出租车拒载"])[0]
+    assert set(mine) == set(flat) | {"routing"}
+    assert set(mine["agency"]) == set(flat["agency"]) == {"label", "score", "alternatives"}
+    only_category = routed.predict_details(["同心县的出租车拒载"], targets=["category"])[0]
+    assert set(only_category) == {"category", "needs_review"}
+
+
+def test_explanation_of_a_routed_agency_is_the_function_evidence(routed):
+    result = routed.predict_details(["隆德县的出租车拒载，还骂乘客"], explain=True)[0]
+    terms = [e["term"] for e in result["agency"]["explanation"]]
+    assert "拒载" in terms or "出租车" in terms
+    assert all(e["weight"] > 0 for e in result["agency"]["explanation"])
+    assert routed.explain("隆德县的出租车拒载，还骂乘客", "agency")[0]["term"] == terms[0]
+
+
+def test_thresholds_apply_to_the_routed_score(routed):
+    result = routed.predict_details(["隆德县的出租车拒载，还骂乘客"], thresholds={"agency": 1.01})[0]
+    assert result["needs_review"] is True
+
+
+def test_bad_input_gets_the_flat_models_errors(routed):
+    with pytest.raises(NotAListError, match="expected a list of texts"):
+        routed.predict_details("隆德县的出租车拒载")
+    with pytest.raises(EmptyTextError, match="text #0 is empty"):
+        routed.predict_details(["  "])
+    with pytest.raises(ComplaintInputError, match="top_k must be an integer from 1 to 50"):
+        routed.predict_details(["隆德县的出租车拒载"], top_k=0)
+
+
+def test_without_a_directory_it_is_the_flat_model(tiny_model):
+    plain = RoutedClassifier(tiny_config()).fit(TEXTS, TARGETS)
+    probe = ["同心县的出租车拒载", "隆德县的出租车拒载"]
+    assert plain.predict_details(probe) == tiny_model.predict_details(probe)
+    np.testing.assert_allclose(plain.predict_proba(probe, "agency"), tiny_model.predict_proba(probe, "agency"), atol=1e-6)
+    assert plain.classes("agency") == tiny_model.classes("agency")
+
+
+def test_only_category_data_trains_no_router(directory):
+    model = RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, {"category": TARGETS["category"]})
+    assert model.directory_ is None
+    assert "routing" not in model.predict_details(["同心县的出租车拒载"])[0]
+
+
+def test_training_errors_are_clear(directory):
+    with pytest.raises(TrainingDataError, match="'function' is derived from the routing directory"):
+        RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, {**TARGETS, "function": TARGETS["agency"]})
+    strangers = {"category": TARGETS["category"], "agency": [f"某单位{i % 3}" for i in range(12)]}
+    with pytest.raises(TrainingDataError, match="knows the function of fewer than 2 of the training agencies"):
+        RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, strangers)
+    with pytest.raises(TrainingDataError, match="directory must be a RoutingDirectory, got dict"):
+        RoutedClassifier(tiny_config(), directory={"not": "a directory"}).fit(TEXTS, TARGETS)
+
+
+def test_from_classifier_adds_routing_to_a_trained_flat_model(tiny_model, directory):
+    routed = RoutedClassifier.from_classifier(tiny_model, directory, TEXTS, TARGETS["agency"])
+    assert routed.vectorizer_ is tiny_model.vectorizer_
+    assert routed.predict_one("隆德县的出租车拒载")["agency"]["label"] == "隆德县交通运输局"
+    assert "function" not in tiny_model.heads_  # the flat model is left as it was
+    category_only = ComplaintClassifier(tiny_config()).fit(TEXTS, {"category": TARGETS["category"]})
+    with pytest.raises(TrainingDataError, match="needs a model trained with an 'agency' target"):
+        RoutedClassifier.from_classifier(category_only, directory, TEXTS, TARGETS["agency"])
+
+
+def test_saves_and_loads_from_the_store_with_the_directory_hash(routed, directory, tmp_path):
+    store = ModelStore(tmp_path / "store")
+    version = save_model(routed, store)
+    loaded = store.load(version)
+    assert isinstance(loaded.model, RoutedClassifier)
+    assert loaded.manifest["data"]["directory"]["sha256"] == directory.sha256
+    assert loaded.manifest["data"]["directory"]["agencies"] == 575
+    probe = ["隆德县的出租车拒载", "村里的空气能坏了"]
+    np.testing.assert_array_equal(loaded.model.predict_proba(probe, "agency"), routed.predict_proba(probe, "agency"))
+    assert loaded.model.predict_details(probe) == routed.predict_details(probe)
+    assert loaded.model.warm_up() is loaded.model
+
+
+def test_resolve_place_checks_its_input(routed):
+    assert routed.resolve_place("李旺的暖气").town == "李旺镇"
+    with pytest.raises(EmptyTextError):
+        routed.resolve_place("")

@@ -16,6 +16,8 @@ Out-of-fold probabilities, the cheaper choice: the model's own vectorizer (TF-ID
 data into features once; per fold only the linear heads are refit with the model's config (``C``,
 ``class_weight``), without per-fold temperature fitting: the model's fitted temperature turns fold scores
 into probabilities.  This costs a few linear fits instead of k full trainings (jieba + TF-IDF + calibration).
+The check judges the labels from the text alone (a routed model's directory does not take part in it);
+the metrics, matrices and case lists use the model's own ``predict_proba`` / ``classes``.
 
 With ``compare=other_model``: both models on the same rows, per-class deltas (this model minus the other),
 and the cases that flipped right->wrong (regressions) and wrong->right (fixes).
@@ -520,7 +522,8 @@ def evaluate(
         raise EvaluationDataError(f"expected a pandas DataFrame or a data file path, got {type(data).__name__}")
     chosen, skipped = _resolve_targets(clf, data, targets)
     prepared = _prepare(data, text, chosen, clf.max_text_length)
-    X = clf.transform(prepared.texts)
+    # features once, for the out-of-fold refits; predictions go through the model's own predict_proba
+    X = clf.transform(prepared.texts) if oof_folds >= 2 else None
     reports: dict[str, TargetReport] = {}
     for name in chosen:
         t = threshold.get(name, clf.review_threshold) if isinstance(threshold, Mapping) else threshold
@@ -533,12 +536,11 @@ def evaluate(
         other, other_version, other_manifest = _unwrap(compare)
         report.compare_version = compare_version or other_version
         report.compare_manifest = other_manifest
-        X_other = other.transform(prepared.texts)
         for name in chosen:
             if name not in other.targets_:
                 report.skipped_targets[f"{name} (comparison)"] = "the other model does not predict it"
                 continue
-            report.comparisons[name] = _compare_target(reports[name], other, X_other, prepared, name, max_cases)
+            report.comparisons[name] = _compare_target(reports[name], other, prepared, name, max_cases)
     return report
 
 
@@ -561,9 +563,9 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
             f"column {column!r} ({name}) holds a single class ({distinct[0]!r}) in all {len(given)} labeled rows; "
             "a confusion report needs cases of at least 2 classes"
         )
-    head = clf.heads_[name]
-    classes = np.asarray([str(c) for c in head.classes_], dtype=object)
-    proba = head.predict_proba(X[pos])
+    texts = [prepared.texts[i] for i in pos]
+    classes = np.asarray(clf.classes(name), dtype=object)
+    proba = clf.predict_proba(texts, name)
     metrics = classification_metrics(given.tolist(), proba, classes.tolist())
     top = np.argmax(proba, axis=1)
     predicted = classes[top]
@@ -575,11 +577,10 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     labels = sorted(set(given) | set(predicted))
     counts = confusion_counts(given.tolist(), predicted.tolist(), labels)
     per_class = pd.DataFrame([
-        {"label": c, **v, "predicted": int(counts[:, labels.index(c)].sum()), "seen_in_training": c in class_index}
+        {"label": c, **v, "predicted": int(counts[:, labels.index(c)].sum()), "known_to_model": c in class_index}
         for c, v in metrics["per_class"].items()
     ])
     rows = prepared.rows[pos]
-    texts = [prepared.texts[i] for i in pos]
     predictions = pd.DataFrame({"position": pos, "row": rows, "given": given, "predicted": predicted,
                                 "score": score, "given_score": given_score, "correct": correct})
     pairs = confused_pairs(counts, labels)
@@ -596,10 +597,12 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     if absent:
         notes.append(f"{len(absent)} of the model's {len(classes)} classes have no case in this data")
     wrong = predictions[~correct].sort_values(["score", "row"], ascending=[False, True]).head(max_cases)
-    misrouted = pd.DataFrame({"row": wrong["row"].to_numpy(), "text": [_example_text(texts[i]) for i in
-                              wrong.index], "given": wrong["given"].to_numpy(), "predicted": wrong["predicted"].to_numpy(),
-                              "score": wrong["score"].to_numpy(), "given_score": wrong["given_score"].to_numpy()})
-    disputed, note = _disputed(clf, X[pos], given, name, head, oof_folds, seed, max_cases)
+    misrouted = pd.DataFrame({
+        "row": wrong["row"].to_numpy(), "text": [_example_text(texts[i]) for i in wrong.index],
+        "given": wrong["given"].to_numpy(), "predicted": wrong["predicted"].to_numpy(),
+        "score": wrong["score"].to_numpy(), "given_score": wrong["given_score"].to_numpy(),
+    })
+    disputed, note = _disputed(clf, None if X is None else X[pos], given, name, oof_folds, seed, max_cases)
     if note:
         notes.append(note)
     if len(disputed):
@@ -621,12 +624,12 @@ def _examples(predictions: pd.DataFrame, texts: list[str], true: str, pred: str,
              "given_score": float(r.given_score)} for i, r in zip(sel.index, sel.itertuples())]
 
 
-def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, head: Any, folds: int, seed: int,
+def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: int,
               max_cases: int) -> tuple[pd.DataFrame, str | None]:
     """Out-of-fold probabilities on the evaluated rows, then the confident-joint check."""
     columns = ["position", "given", "suggested", "given_probability", "suggested_probability", "margin"]
     empty = pd.DataFrame(columns=columns)
-    if folds < 2:
+    if folds < 2 or X is None:
         return empty, "disputed labels not computed (oof_folds < 2)"
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -640,6 +643,8 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, head: Any, folds: 
     else:
         splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     cfg = clf._config().model.model_copy(update={"calibration": "none"})
+    # the flat text head's temperature (a routed agency model also keeps its flat head under heads_)
+    temperature = float(getattr(getattr(clf, "heads_", {}).get(name), "temperature_", 1.0))
     proba = np.zeros((len(given), len(labels)))
     scorable = np.zeros(len(given), dtype=bool)
     for train, test in splitter.split(np.zeros(len(given)), given if counts.min() >= folds else None):
@@ -647,7 +652,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, head: Any, folds: 
         if len(fold_classes) < 2:
             continue
         h = TargetHead.from_config(cfg, random_state=seed).fit(X[train], given[train])
-        p = _softmax(h.decision_function(X[test]) / head.temperature_)
+        p = _softmax(h.decision_function(X[test]) / temperature)
         proba[np.ix_(test, np.searchsorted(labels, fold_classes))] = p
         # a case whose class is missing from the fold's training part cannot be judged
         scorable[test] = np.isin(given[test], fold_classes)
@@ -665,13 +670,12 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, head: Any, folds: 
     return found[columns], note
 
 
-def _compare_target(this: TargetReport, other: Any, X_other: Any, prepared: _Rows, name: str,
+def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
                     max_cases: int) -> Comparison:
     pos = this.predictions["position"].to_numpy()
     given = this.predictions["given"].to_numpy()
-    head = other.heads_[name]
-    classes = [str(c) for c in head.classes_]
-    proba = head.predict_proba(X_other[pos])
+    classes = other.classes(name)
+    proba = other.predict_proba([prepared.texts[int(i)] for i in pos], name)
     m_other = classification_metrics(given.tolist(), proba, classes)
     pred_other = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
     metrics = pd.DataFrame([{"metric": k, "this": this.metrics[k], "other": m_other[k],

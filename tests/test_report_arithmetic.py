@@ -1,0 +1,164 @@
+"""Property tests for the report's arithmetic: confusion counts, row shares, confused-pair ranking, the
+grouped heatmap, and the confident-joint rule for disputed labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.metrics import confusion_matrix
+
+from training.report import (
+    OTHER_GROUP,
+    confused_pairs,
+    confusion_counts,
+    disputed_labels,
+    heatmap_order,
+    reliability_table,
+    review_table,
+    row_normalize,
+)
+from training.report_html import svg_heatmap
+
+LABELS = ["交通秩序", "道路设施", "公共交通", "供暖供热", "其他", "a", "b"]
+
+cases = st.lists(st.tuples(st.sampled_from(LABELS), st.sampled_from(LABELS)), min_size=1, max_size=80)
+
+
+def _labels(pairs: list[tuple[str, str]]) -> list[str]:
+    return sorted({t for t, _ in pairs} | {p for _, p in pairs})
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
+@given(cases)
+def test_confusion_counts_equal_sklearn(pairs):
+    y_true, y_pred = [t for t, _ in pairs], [p for _, p in pairs]
+    labels = _labels(pairs)
+    m = confusion_counts(y_true, y_pred, labels)
+    assert (m == confusion_matrix(y_true, y_pred, labels=labels)).all()
+    assert m.sum() == len(pairs)
+    support = pd.Series(y_true).value_counts()
+    for i, label in enumerate(labels):
+        assert m[i].sum() == support.get(label, 0)
+    assert np.trace(m) == sum(t == p for t, p in pairs)
+
+
+@given(arrays(np.int64, st.tuples(st.integers(1, 8), st.just(0)).map(lambda s: (s[0], s[0])),
+              elements=st.integers(0, 50)))
+def test_row_normalize_rows_sum_to_one_or_zero(m):
+    shares = row_normalize(m)
+    sums = shares.sum(axis=1)
+    for i in range(len(m)):
+        assert np.isclose(sums[i], 1.0) if m[i].sum() else sums[i] == 0
+    assert ((shares >= 0) & (shares <= 1)).all()
+    nz = m.sum(axis=1) > 0
+    assert np.allclose(shares[nz] * m[nz].sum(axis=1, keepdims=True), m[nz])
+
+
+@given(cases)
+def test_confused_pairs_are_every_error_ranked(pairs):
+    y_true, y_pred = [t for t, _ in pairs], [p for _, p in pairs]
+    labels = _labels(pairs)
+    m = confusion_counts(y_true, y_pred, labels)
+    ranked = confused_pairs(m, labels)
+    errors = sum(t != p for t, p in pairs)
+    assert ranked["count"].sum() == errors
+    assert (ranked["true"] != ranked["predicted"]).all()
+    keys = list(zip(-ranked["count"], -ranked["share_of_true"]))
+    assert keys == sorted(keys)  # most cases first, then the larger share of the true class
+    for r in ranked.itertuples():
+        i, j = labels.index(r.true), labels.index(r.predicted)
+        assert r.count == m[i, j]
+        assert r.reverse == m[j, i]
+        assert np.isclose(r.share_of_true, m[i, j] / m[i].sum())
+    if len(ranked) > 1:
+        assert len(confused_pairs(m, labels, limit=1)) == 1
+
+
+@given(arrays(np.int64, st.integers(2, 40).map(lambda n: (n, n)), elements=st.integers(0, 9)),
+       st.integers(2, 30))
+@settings(max_examples=60)
+def test_heatmap_keeps_every_case(m, top_n):
+    labels = [f"class-{i}" for i in range(len(m))]
+    names, grouped = heatmap_order(m, labels, top_n=top_n)
+    assert grouped.sum() == m.sum()
+    assert len(names) == grouped.shape[0] <= max(top_n, 2)
+    if len(m) <= top_n:
+        assert sorted(names) == sorted(labels)
+        assert np.trace(grouped) == np.trace(m)  # a permutation of the same classes
+    else:
+        assert names[-1] == OTHER_GROUP.format(n=len(m) - len(names) + 1)
+        for a, name in enumerate(names[:-1]):  # kept classes keep their own cells
+            for b, other in enumerate(names[:-1]):
+                assert grouped[a, b] == m[labels.index(name), labels.index(other)]
+
+
+def test_heatmap_puts_the_most_confused_classes_first_and_chains_them():
+    m = np.diag([50, 40, 30, 20, 10]).astype(np.int64)
+    m[3, 1] = 7  # d <-> b confused most
+    m[1, 3] = 2
+    m[4, 0] = 1
+    names, _ = heatmap_order(m, list("abcde"), top_n=10)
+    assert names[:2] == ["b", "d"] or names[:2] == ["d", "b"]
+    assert set(names[2:4]) == {"a", "e"}
+
+
+def test_heatmap_for_sixty_agencies_is_readable():
+    rng = np.random.default_rng(3)
+    m = np.diag(rng.integers(1, 20, 70)) + (rng.random((70, 70)) < 0.03) * rng.integers(1, 4, (70, 70))
+    labels = [f"县{i}局" for i in range(70)]
+    names, grouped = heatmap_order(m, labels, top_n=25)
+    assert len(names) == 25 and names[-1] == OTHER_GROUP.format(n=46)
+    svg = svg_heatmap(names, grouped, normalized=True, title="agency")
+    assert svg.count("<rect") == 25 * 25
+    assert svg.startswith("<svg") and "http://" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=60), st.data())
+def test_reliability_and_review_tables_count_every_case(scores, data):
+    correct = data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores)))
+    table = reliability_table(np.array(scores), np.array(correct))
+    assert table["cases"].sum() == len(scores)
+    hits = sum(r.cases * r.accuracy for r in table.itertuples() if r.cases)
+    assert np.isclose(hits, sum(correct))
+    review = review_table(np.array(scores), np.array(correct), 0.5)
+    assert review["cases"].tolist() == [sum(s < 0.5 for s in scores), sum(s >= 0.5 for s in scores)]
+    assert np.isclose(review["share"].sum(), 1.0)
+
+
+@given(st.integers(2, 5).flatmap(lambda k: st.tuples(
+    arrays(np.float64, st.integers(2, 30).map(lambda n: (n, k)), elements=st.floats(0.01, 1.0)),
+    st.just(k))), st.data())
+def test_disputed_labels_follow_the_confident_joint(pk, data):
+    raw, k = pk
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    given_ = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=len(proba), max_size=len(proba))))
+    found = disputed_labels(proba, given_)
+    thresholds = {j: proba[given_ == j, j].mean() for j in range(k) if (given_ == j).any()}
+    flagged = set(found["position"])
+    for i in range(len(proba)):
+        above = [j for j in thresholds if proba[i, j] >= thresholds[j]]
+        best = max(above, key=lambda j: (proba[i, j], -j)) if above else None
+        assert (i in flagged) == (best is not None and best != given_[i])
+    for r in found.itertuples():
+        assert r.suggested != given_[r.position]
+        assert np.isclose(r.margin, proba[r.position, r.suggested] - proba[r.position, given_[r.position]])
+    assert list(found["margin"]) == sorted(found["margin"], reverse=True)
+
+
+def test_a_case_whose_label_is_the_confident_top_is_never_disputed():
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.95, 0.05]])
+    given_ = np.array([0, 0, 1, 1, 1])  # the last one is labeled 1 but looks like 0
+    found = disputed_labels(proba, given_)
+    assert found["position"].tolist() == [4]
+    assert found["suggested"].tolist() == [0]
+    assert np.isclose(found["given_probability"].iloc[0], 0.05)
+
+
+def test_unscorable_cases_are_not_judged():
+    proba = np.array([[0.9, 0.1], [0.1, 0.9], [0.95, 0.05]])
+    found = disputed_labels(proba, np.array([0, 1, 1]), scorable=np.array([True, True, False]))
+    assert found.empty

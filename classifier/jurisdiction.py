@@ -21,7 +21,6 @@ import csv
 import hashlib
 import json
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,8 +43,8 @@ _MIN_ALIAS = 2  # a one-character short name would match everywhere
 SHORT_WEIGHT = 0.5
 # short forms that are everyday words or famous elsewhere ("胜利", "西安"): only their full names count
 _COMMON_WORDS = frozenset(
-    "胜利 丰登 良田 望远 金贵 大河 青山 河西 兴隆 大坝 小坝 好水 山河 香水 兴盛 黄花 滨河 常乐 白马 西安 文昌 新民 永康 "
-    "上桥 板桥 东园 中河 宁安 大湾 红河 三河 城关 新营 海城 长城 朝阳 人民 前进 育才".split()
+    "胜利 丰登 良田 望远 金贵 大河 青山 河西 兴隆 大坝 小坝 好水 山河 香水 兴盛 黄花 滨河 常乐 白马 西安 "
+    "文昌 新民 永康 上桥 板桥 东园 中河 宁安 大湾 红河 三河 城关 新营 海城 长城 朝阳 人民 前进 育才".split()
 )
 _STREET_CHARS = frozenset("路街道巷桥")
 _STREET_WORDS = frozenset(("大街", "小区", "公园", "广场", "中路", "南路", "北路", "东路", "西路", "大道"))
@@ -258,7 +257,7 @@ def _load_places(rows: Sequence[Mapping[str, Any]]) -> tuple[tuple[Place, ...], 
             aliases.append((alias, name))
     for city in dict.fromkeys(k[0] for k in places):  # cities are named by their counties' rows
         places.setdefault((city, "", ""), Place(name=city, level="city", city=city, kind="city"))
-    for (city, county, town), p in places.items():
+    for city, county, town in places:
         if town and county not in county_city:
             raise DirectoryError(f"places: town {town!r} names county {county!r}, which has no row of its own; "
                                  "add a row for the county (city, county, empty town)")
@@ -384,10 +383,10 @@ class PlaceResolver:
             else:
                 ambiguous.append(surface)
         surfaces = [s for s, _, _ in found]
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = {}
         for p, w in resolved:
             if p.county:
-                votes[p.county] += w
+                votes[p.county] = votes.get(p.county, 0.0) + w
         if not votes:
             cities = {p.city for p, _ in resolved}
             if len(cities) == 1:
@@ -395,23 +394,28 @@ class PlaceResolver:
                 return PlaceMatch(name=city, level="city", city=city, score=1.0, mentions=surfaces,
                                   ambiguous=ambiguous)
             return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous)
-        ranked = votes.most_common()
+        ranked = _most_common(votes)
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous)
         county, count = ranked[0]
         score = round(count / sum(votes.values()), 4)
         city = next(p.city for p, _ in resolved if p.county == county)
-        towns: Counter[str] = Counter()
+        towns: dict[str, float] = {}
         for p, w in resolved:
             if p.county == county and p.town:
-                towns[p.town] += w
-        town_ranked = towns.most_common()
+                towns[p.town] = towns.get(p.town, 0.0) + w
+        town_ranked = _most_common(towns)
         if town_ranked and (len(town_ranked) == 1 or town_ranked[0][1] > town_ranked[1][1]):
             town = town_ranked[0][0]
             return PlaceMatch(name=town, level="town", city=city, county=county, town=town, score=score,
                               mentions=surfaces, ambiguous=ambiguous)
         return PlaceMatch(name=county, level="county", city=city, county=county, score=score, mentions=surfaces,
                           ambiguous=ambiguous)
+
+
+def _most_common(votes: dict[str, float]) -> list[tuple[str, float]]:
+    """Highest first; ties keep the order of first mention (dicts keep insertion order, sort is stable)."""
+    return sorted(votes.items(), key=lambda kv: -kv[1])
 
 
 def _short_name(p: Place) -> str | None:

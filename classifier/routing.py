@@ -45,6 +45,9 @@ class RoutedClassifier(ComplaintClassifier):
     the router can name an agency it never saw), ``routing_summary_``.
     """
 
+    directory_: RoutingDirectory | None
+    resolver_: PlaceResolver
+
     def __init__(
         self,
         config: TrainingConfig | None = None,
@@ -101,10 +104,10 @@ class RoutedClassifier(ComplaintClassifier):
             )
         cfg = self._config()
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
-        y = np.asarray([f for f in functions if f is not None], dtype=object).astype(str)
+        y = [str(f) for f in functions if f is not None]
         self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y)
         self.directory_ = directory
-        self.resolver_: PlaceResolver = directory.resolver()
+        self.resolver_ = directory.resolver()
         flat = self.heads_[AGENCY].classes_
         self.agency_classes_ = np.array(sorted(set(map(str, flat)) | set(directory.agencies)), dtype=object)
         self._flat_cols_ = np.searchsorted(self.agency_classes_, flat.astype(str))
@@ -121,6 +124,12 @@ class RoutedClassifier(ComplaintClassifier):
 
     def _routed(self) -> bool:
         return getattr(self, "directory_", None) is not None
+
+    def _directory(self) -> RoutingDirectory:
+        check_is_fitted(self, "directory_")
+        if self.directory_ is None:
+            raise TrainingDataError("this model was trained without a routing directory")
+        return self.directory_
 
     # -- introspection ----------------------------------------------------------------------------------
     def classes(self, target: str) -> list[str]:
@@ -233,16 +242,17 @@ class RoutedClassifier(ComplaintClassifier):
             route["path"] = "directory"
             route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
             fn = route["function"]["label"]
-            if self.directory_.agency_for(fn, place.county, place.town) is None:
+            directory = self._directory()
+            if directory.agency_for(fn, place.county, place.town) is None:
                 route["reason"] = (f"{fn} needs a town; spread over {place.county}'s towns by the flat model"
-                                   if fn in self.directory_.town_functions and place.town is None
+                                   if fn in directory.town_functions and place.town is None
                                    else f"the directory has no {fn} agency in {place.name}")
             routes.append(route)
         return P, routes
 
     def _directory_mass(self, pf: np.ndarray, place: PlaceMatch, flat_row: np.ndarray) -> tuple[np.ndarray, float]:
         """Each agency's probability from the functions the directory can place here, and their total."""
-        directory, col = self.directory_, self._agency_col_
+        directory, col = self._directory(), self._agency_col_
         classes = self.heads_[FUNCTION].classes_
         mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
         mass = 0.0
@@ -264,7 +274,7 @@ class RoutedClassifier(ComplaintClassifier):
 
     def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any]) -> list:
         if route["path"] == "directory":
-            fn = self.directory_.function_of(label)
+            fn = self._directory().function_of(label)
             if fn is not None and fn in set(self.heads_[FUNCTION].classes_):
                 return self._explain_row(FUNCTION, *row, label=fn)
         if label in set(self.heads_[AGENCY].classes_):
@@ -277,7 +287,7 @@ class RoutedClassifier(ComplaintClassifier):
             return super().explain(text, target, label=label, n_terms=n_terms)
         result = self.predict_details([text], top_k=1, targets=[AGENCY])[0]
         label = label or result[AGENCY]["label"]
-        fn = self.directory_.function_of(label)
+        fn = self._directory().function_of(label)
         if result["routing"]["path"] == "directory" and fn in set(self.heads_[FUNCTION].classes_):
             return super().explain(text, FUNCTION, label=fn, n_terms=n_terms)
         return super().explain(text, AGENCY, label=label, n_terms=n_terms)

@@ -147,7 +147,9 @@ def test_without_a_directory_it_is_the_flat_model(tiny_model):
     plain = RoutedClassifier(tiny_config()).fit(TEXTS, TARGETS)
     probe = ["同心县的出租车拒载", "隆德县的出租车拒载"]
     assert plain.predict_details(probe) == tiny_model.predict_details(probe)
-    np.testing.assert_allclose(plain.predict_proba(probe, "agency"), tiny_model.predict_proba(probe, "agency"), atol=1e-6)
+    np.testing.assert_allclose(
+        plain.predict_proba(probe, "agency"), tiny_model.predict_proba(probe, "agency"), atol=1e-6
+    )
     assert plain.classes("agency") == tiny_model.classes("agency")
 
 

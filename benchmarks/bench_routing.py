@@ -1,0 +1,229 @@
+"""Jurisdiction routing benchmark (issue 6): flat agency head vs the combined (place x function) router.
+
+1. Demo corpus, whole counties held out: for each of several seeded draws of 4 counties (of 22), every case
+   whose agency is in those counties is removed from training; the model is trained on the other counties'
+   cases (minus a 20 % seeded test split of them) and both paths route: the seen-county test split and the
+   held-out counties.  Agency accuracy is also split by whether the case's agency was in the training labels.
+2. Qingdao 12345 work orders (no directory): ``RoutedClassifier(directory=None)`` must equal
+   ``ComplaintClassifier`` (agency accuracy on the test split).  Skipped when ../shared is absent.
+3. Latency of one complaint through ``predict_details``: flat model vs router (median of many calls).
+
+    .venv/bin/python benchmarks/bench_routing.py [--draws 3] [--skip-qingdao] [--json out.json]
+
+Prints a Markdown table for BENCHMARKS.md.  No complaint text is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from classifier.config import TrainingConfig  # noqa: E402
+from classifier.model import ComplaintClassifier  # noqa: E402
+from classifier.routing import RoutedClassifier  # noqa: E402
+from training.data import read_table  # noqa: E402
+from training.demo import DEMO_CORPUS, demo_config, demo_directory  # noqa: E402
+
+QINGDAO = ROOT.parent / "shared" / "data" / "qingdao12345" / "work_orders.csv"
+
+
+def holdout_counties(draws: int, n_counties: int = 4, seed: int = 0) -> dict:
+    directory = demo_directory()
+    data = read_table(DEMO_CORPUS).dropna(subset=["text", "agency"]).reset_index(drop=True)
+    county = data["agency"].map(lambda a: directory.agencies[a].county if a in directory.agencies else None)
+    counties = sorted(county.dropna().unique())
+    config = demo_config(test_size=0.0)
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(draws):
+        held = sorted(rng.choice(counties, size=n_counties, replace=False))
+        unseen = county.isin(held).to_numpy()
+        seen_idx = np.flatnonzero(~unseen)
+        test_mask = np.zeros(len(data), dtype=bool)
+        test_mask[rng.choice(seen_idx, size=len(seen_idx) // 5, replace=False)] = True
+        train = data[~unseen & ~test_mask]
+        t0 = time.perf_counter()
+        model = RoutedClassifier(config, directory=directory).fit(
+            train["text"].tolist(), {"category": train["category"].tolist(), "agency": train["agency"].tolist()}
+        )
+        fit_s = time.perf_counter() - t0
+        known = set(train["agency"])
+        run = {"held_out": held, "train_rows": len(train), "fit_seconds": round(fit_s, 1), "groups": {}}
+        for name, mask in (("seen counties (20% test)", test_mask), ("held-out counties", unseen)):
+            part = data[mask]
+            texts, truth = part["text"].tolist(), part["agency"].to_numpy()
+            flat = model.heads_["agency"].predict(model.transform(texts))
+            details = model.predict_details(texts, top_k=3)
+            routed = np.array([r["agency"]["label"] for r in details])
+            top3 = np.array([t in [a["label"] for a in r["agency"]["alternatives"]] for t, r in zip(truth, details)])
+            path = np.array([r["routing"]["path"] for r in details])
+            seen_agency = np.array([a in known for a in truth])
+            run["groups"][name] = _scores(truth, flat, routed, top3, path, seen_agency)
+        runs.append(run)
+    return {"rows": len(data), "counties": len(counties), "runs": runs, "summary": _summarize(runs)}
+
+
+def _scores(truth, flat, routed, top3, path, seen_agency) -> dict:  # noqa: ANN001
+    out = {
+        "n": int(len(truth)),
+        "flat": float(np.mean(flat == truth)),
+        "combined": float(np.mean(routed == truth)),
+        "combined_top3": float(np.mean(top3)),
+        "directory_path_share": float(np.mean(path == "directory")),
+        "combined_on_directory_path": float(np.mean((routed == truth)[path == "directory"]))
+        if (path == "directory").any() else None,
+    }
+    for label, m in (("agency_seen", seen_agency), ("agency_unseen", ~seen_agency)):
+        out[label] = {
+            "n": int(m.sum()),
+            "flat": float(np.mean((flat == truth)[m])) if m.any() else None,
+            "combined": float(np.mean((routed == truth)[m])) if m.any() else None,
+        }
+    return out
+
+
+def _summarize(runs: list[dict]) -> dict:
+    summary = {}
+    for group in runs[0]["groups"]:
+        g = [r["groups"][group] for r in runs]
+        summary[group] = {
+            "n": sum(x["n"] for x in g),
+            "flat": _pooled(g, "flat"),
+            "combined": _pooled(g, "combined"),
+            "combined_top3": _pooled(g, "combined_top3"),
+            "directory_path_share": _pooled(g, "directory_path_share"),
+            "agency_unseen_n": sum(x["agency_unseen"]["n"] for x in g),
+            "agency_unseen_flat": _pooled([x["agency_unseen"] for x in g], "flat"),
+            "agency_unseen_combined": _pooled([x["agency_unseen"] for x in g], "combined"),
+            "agency_seen_flat": _pooled([x["agency_seen"] for x in g], "flat"),
+            "agency_seen_combined": _pooled([x["agency_seen"] for x in g], "combined"),
+        }
+    return summary
+
+
+def _pooled(groups: list[dict], key: str) -> float | None:
+    pairs = [(g[key], g["n"]) for g in groups if g.get(key) is not None and g["n"]]
+    if not pairs:
+        return None
+    return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+
+
+def qingdao() -> dict | None:
+    if not QINGDAO.exists():
+        print(f"skipping Qingdao: {QINGDAO} not present", file=sys.stderr)
+        return None
+    data = read_table(QINGDAO)
+    data = data[data["agency"].notna() & (data["agency"].astype(str).str.strip() != "")]
+    train, test = data[data["split"] == "train"], data[data["split"] == "test"]
+    config = TrainingConfig(min_class_count=1, test_size=0.0)
+    out = {"train_rows": len(train), "test_rows": len(test)}
+    preds = {}
+    for name, cls in (("ComplaintClassifier", ComplaintClassifier), ("RoutedClassifier(directory=None)",
+                                                                       RoutedClassifier)):
+        model = cls(config).fit(train["text"].astype(str).tolist(), {"agency": train["agency"].astype(str).tolist()})
+        preds[name] = model.predict(test["text"].astype(str).tolist())["agency"]
+        out[name] = float(np.mean(np.array(preds[name]) == test["agency"].astype(str).to_numpy()))
+    a, b = preds.values()
+    out["identical_predictions"] = a == b
+    return out
+
+
+def latency(n: int = 300) -> dict:
+    from training.demo import SAMPLE_COMPLAINTS, train_demo
+
+    routed = train_demo()
+    routed.warm_up()
+    out = {}
+    # the flat path is ComplaintClassifier.predict_details on the same fitted object: same features and heads
+    for name, predict in (("flat", lambda t: ComplaintClassifier.predict_details(routed, t)),
+                          ("router", routed.predict_details)):
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            predict([SAMPLE_COMPLAINTS[i % 4]])
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times) * 1000
+    resolver = routed.resolver_
+    t0 = time.perf_counter()
+    for i in range(n * 10):
+        resolver.resolve(SAMPLE_COMPLAINTS[i % 4])
+    out["resolve_only"] = (time.perf_counter() - t0) / (n * 10) * 1000
+    out["ratio"] = out["router"] / out["flat"]
+    return out
+
+
+def versions() -> str:
+    import jieba
+    import sklearn
+
+    return (f"Python {platform.python_version()}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
+            f"jieba {jieba.__version__}")
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def markdown(res: dict) -> str:
+    h = res["holdout"]
+    lines = [
+        f"Demo corpus: {h['rows']} cases, {h['counties']} counties; {len(h['runs'])} draws of 4 held-out counties "
+        f"(seed 0): {'; '.join(', '.join(r['held_out']) for r in h['runs'])}. Pooled over draws:",
+        "",
+        "| cases | n | flat agency acc | combined agency acc | combined top-3 | routed by directory |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for group, s in h["summary"].items():
+        lines.append(f"| {group} | {s['n']} | {_pct(s['flat'])} | {_pct(s['combined'])} | "
+                     f"{_pct(s['combined_top3'])} | {_pct(s['directory_path_share'])} |")
+    lines += ["", "| agency of the case | n | flat | combined |", "| --- | ---: | ---: | ---: |"]
+    for group, s in h["summary"].items():
+        lines.append(f"| seen in training ({group}) | {s['n'] - s['agency_unseen_n']} | "
+                     f"{_pct(s['agency_seen_flat'])} | {_pct(s['agency_seen_combined'])} |")
+        lines.append(f"| never seen in training ({group}) | {s['agency_unseen_n']} | "
+                     f"{_pct(s['agency_unseen_flat'])} | {_pct(s['agency_unseen_combined'])} |")
+    q = res.get("qingdao")
+    if q:
+        lines += ["", f"Qingdao 12345 (no directory; agency, train {q['train_rows']} / test {q['test_rows']}): "
+                      f"ComplaintClassifier {q['ComplaintClassifier']:.4f}, RoutedClassifier(directory=None) "
+                      f"{q['RoutedClassifier(directory=None)']:.4f}; identical predictions: "
+                      f"{q['identical_predictions']}."]
+    lat = res.get("latency")
+    if lat:
+        lines += ["", f"One complaint through `predict_details` (median of 300, demo model): flat "
+                      f"{lat['flat']:.2f} ms, router {lat['router']:.2f} ms (x{lat['ratio']:.2f}); place "
+                      f"resolution alone {lat['resolve_only'] * 1000:.0f} µs."]
+    lines += ["", f"Libraries: {res['versions']}."]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--skip-qingdao", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    res: dict = {"versions": versions(), "holdout": holdout_counties(args.draws)}
+    if not args.skip_qingdao:
+        res["qingdao"] = qingdao()
+    if not args.skip_latency:
+        res["latency"] = latency()
+    if args.json:
+        args.json.write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

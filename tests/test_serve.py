@@ -1,0 +1,575 @@
+"""The prediction service through TestClient: every route, every bad input (status + message), settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+import serve
+from classifier.errors import ComplaintInputError, NoCurrentModelError
+from classifier.store import ModelStore
+from serve import LoadedModel, ServiceSettings, create_app, load_model
+from tests.conftest import TINY_CASES
+from tests.serve_support import ADMIN_KEY, corrupt, tiny_classifier, tiny_store
+
+TRAFFIC = TINY_CASES[0][0]  # 兴庆区解放东街红绿灯坏了，路口堵车严重 -> 交通秩序 / 兴庆区交警一大队
+
+
+@pytest.fixture(scope="module")
+def store(tiny_model, tmp_path_factory) -> tuple[ModelStore, str]:
+    return tiny_store(tmp_path_factory.mktemp("serve-store"), tiny_model)
+
+
+def make_client(store: ModelStore, **settings: Any) -> TestClient:
+    return TestClient(create_app(ServiceSettings(model_store=store.path, **settings)))
+
+
+@pytest.fixture(scope="module")
+def client(store) -> Any:
+    with make_client(store[0]) as c:
+        yield c
+
+
+def post_raw(client: TestClient, body: bytes, content_type: str | None = "application/json") -> Any:
+    headers = {"content-type": content_type} if content_type else {}
+    return client.post("/predict", content=body, headers=headers)
+
+
+# -- /predict ---------------------------------------------------------------------------------------------------
+def test_predict_returns_each_target_with_calibrated_scores(client, store):
+    r = client.post("/predict", json={"text": TRAFFIC, "top_k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body["targets"]) == {"category", "agency"}
+    category, agency = body["targets"]["category"], body["targets"]["agency"]
+    assert category["label"] == "交通秩序"
+    assert agency["label"] == "兴庆区交警一大队"
+    for entry in (category, agency):
+        scores = [a["score"] for a in entry["alternatives"]]
+        assert len(scores) == 3
+        assert scores == sorted(scores, reverse=True)
+        assert entry["alternatives"][0] == {"label": entry["label"], "score": entry["score"]}
+        assert 0 < entry["score"] <= 1 and sum(scores) <= 1 + 1e-6
+        assert entry["threshold"] == 0.5
+        assert entry["needs_review"] == (entry["score"] < 0.5)
+        assert entry["explanation"] is None
+    assert body["needs_review"] == (category["needs_review"] or agency["needs_review"])
+    assert body["model_version"] == store[1]
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert body["routing"] is None
+
+
+def test_predict_matches_the_library(client, tiny_model):
+    r = client.post("/predict", json={"text": TINY_CASES[7][0], "top_k": 2})
+    expected = tiny_model.predict_details([TINY_CASES[7][0]], top_k=2)[0]
+    for target in ("category", "agency"):
+        got = r.json()["targets"][target]
+        assert got["label"] == expected[target]["label"]
+        assert got["alternatives"] == expected[target]["alternatives"]
+
+
+def test_predict_explain_and_target_subset(client):
+    r = client.post("/predict", json={"text": TRAFFIC, "explain": True, "targets": ["category"], "top_k": 1})
+    assert r.status_code == 200
+    body = r.json()
+    assert list(body["targets"]) == ["category"]
+    explanation = body["targets"]["category"]["explanation"]
+    assert explanation and all(e["weight"] > 0 and e["kind"] in ("word", "char") for e in explanation)
+    assert any("红绿灯" in e["term"] or "路口" in e["term"] for e in explanation)
+    assert len(body["targets"]["category"]["alternatives"]) == 1
+
+
+def test_request_id_is_echoed_when_well_formed(client):
+    r = client.post("/predict", json={"text": TRAFFIC}, headers={"x-request-id": "case-2026-0001"})
+    assert r.json()["request_id"] == "case-2026-0001" == r.headers["x-request-id"]
+    r = client.post("/predict", json={"text": TRAFFIC}, headers={"x-request-id": "bad id\twith spaces"})
+    assert r.json()["request_id"] != "bad id\twith spaces"
+    assert len(r.json()["request_id"]) == 32
+
+
+@pytest.fixture(scope="module")
+def soft_store(tmp_path_factory) -> ModelStore:
+    """A tiny model without calibration: its scores sit near 0.56 on the training texts, so thresholds bite."""
+    return tiny_store(tmp_path_factory.mktemp("soft-store"), tiny_classifier(calibration="none"))[0]
+
+
+def test_thresholds_come_from_settings(soft_store):
+    with make_client(soft_store) as c:
+        default = c.post("/predict", json={"text": TRAFFIC}).json()
+    score = default["targets"]["category"]["score"]
+    assert 0.52 < score < 0.6
+    assert default["needs_review"] is False
+    with make_client(soft_store, thresholds={"category": 0.6}) as c:
+        body = c.post("/predict", json={"text": TRAFFIC}).json()
+    assert body["targets"]["category"]["threshold"] == 0.6
+    assert body["targets"]["category"]["needs_review"] is True
+    assert body["targets"]["agency"]["threshold"] == 0.5
+    assert body["targets"]["agency"]["needs_review"] is False
+    assert body["needs_review"] is True
+    assert body["targets"]["category"]["score"] == score
+
+
+# -- /predict: bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"text": ""}, "text: String should have at least 1 character"),
+        ({"text": "   \n\t "}, "text is empty or whitespace only"),
+        ({"top_k": 3}, "text: field required"),
+        ({"text": 12345}, "text: Input should be a valid string"),
+        ({"text": ["a", "b"]}, "text: Input should be a valid string"),
+        ({"text": TRAFFIC, "top_k": 0}, "top_k: Input should be greater than or equal to 1"),
+        ({"text": TRAFFIC, "top_k": 51}, "top_k: Input should be less than or equal to 50"),
+        ({"text": TRAFFIC, "top_k": "three"}, "top_k: Input should be a valid integer"),
+        ({"text": TRAFFIC, "targets": ["category", "subcategory"]}, "unknown target 'subcategory'"),
+        ({"text": TRAFFIC, "targets": []}, "targets: List should have at least 1 item"),
+        ({"text": TRAFFIC, "explain": "maybe"}, "explain: Input should be a valid boolean"),
+        ({"text": TRAFFIC, "txt": "typo"}, "txt: Extra inputs are not permitted"),
+    ],
+)
+def test_predict_bad_input_is_422_with_a_clear_message(client, payload, message):
+    r = client.post("/predict", json=payload)
+    assert r.status_code == 422
+    assert message in r.json()["detail"]
+
+
+def test_text_over_the_limit_names_the_limit(store):
+    with make_client(store[0], max_text_length=40) as c:
+        r = c.post("/predict", json={"text": "路灯" * 21})
+        assert r.status_code == 422
+        assert r.json()["detail"] == "text has 42 characters; the limit is 40"
+        assert "路灯" not in r.text  # the text is not echoed back
+        assert c.get("/model").json()["max_text_length"] == 40
+        assert c.post("/predict", json={"text": "路灯" * 20}).status_code == 200
+
+
+def test_the_model_limit_applies_when_it_is_lower(tiny_model, store):
+    loaded = load_model(ServiceSettings(model_store=store[0].path))
+    assert loaded.max_text_length == min(10_000, tiny_model.max_text_length)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"text": ', 422, "request body is not valid JSON: Expecting value at character 9"),
+        (b'{"text": "a",}', 422, "request body is not valid JSON"),
+        (b"text=hello", 422, "request body is not valid JSON"),
+        (b'{"text": "\xc3\x28 broken"}', 400, "request body is not UTF-8 (invalid continuation byte at byte 10)"),
+        ('{"text": "红绿灯"}'.encode("gbk"), 400, "request body is not UTF-8"),
+        (b"[]", 422, "Input should be a valid dictionary"),
+        (b"null", 422, "Input should be a valid dictionary"),
+    ],
+)
+def test_unparsable_bodies_get_4xx_with_a_message(client, body, status, message):
+    r = post_raw(client, body)
+    assert r.status_code == status
+    assert message in r.json()["detail"]
+
+
+def test_missing_or_wrong_content_type_is_a_422(client):
+    r = post_raw(client, json.dumps({"text": TRAFFIC}).encode(), content_type="text/plain")
+    assert r.status_code == 422
+    assert "Input should be a valid dictionary" in r.json()["detail"]
+
+
+def test_oversized_body_is_413_before_it_is_read(store):
+    with make_client(store[0], max_request_bytes=2048) as c:
+        r = c.post("/predict", json={"text": "井盖" * 2000})
+    assert r.status_code == 413
+    assert "the limit is 2,048 (HOTLINE_MAX_REQUEST_BYTES)" in r.json()["detail"]
+
+
+def test_validation_errors_do_not_echo_the_input(client):
+    r = client.post("/predict", json={"text": TRAFFIC, "top_k": "many", "extra_field": TRAFFIC})
+    assert r.status_code == 422
+    assert TRAFFIC not in r.text
+    assert {e["loc"][0] for e in r.json()["errors"]} == {"top_k", "extra_field"}
+
+
+# -- /predict/batch ---------------------------------------------------------------------------------------------
+def test_batch_keeps_order_and_ids_and_equals_single_predictions(client):
+    items = [{"id": f"c{i}", "text": t} for i, (t, _, _) in enumerate(TINY_CASES)][::-1]
+    r = client.post("/predict/batch", json={"items": items, "top_k": 2})
+    assert r.status_code == 200
+    body = r.json()
+    assert [res["id"] for res in body["results"]] == [it["id"] for it in items]
+    assert body["failed"] == 0
+    for it, res in zip(items, body["results"], strict=True):
+        single = client.post("/predict", json={"text": it["text"], "top_k": 2}).json()
+        for target in ("category", "agency"):
+            assert res["prediction"]["targets"][target]["label"] == single["targets"][target]["label"]
+            assert res["prediction"]["targets"][target]["score"] == pytest.approx(
+                single["targets"][target]["score"], abs=1e-5)
+        assert res["error"] is None
+    expected = {f"c{i}": c for i, (_, c, _) in enumerate(TINY_CASES)}
+    assert sum(res["prediction"]["targets"]["category"]["label"] == expected[res["id"]]
+               for res in body["results"]) == len(items)
+
+
+def test_one_bad_item_fails_alone_with_its_reason(store):
+    with make_client(store[0], max_text_length=30) as c:
+        items = [{"id": "ok-1", "text": TRAFFIC}, {"id": "blank", "text": "  "}, {"id": "long", "text": "水" * 31},
+                 {"id": "ok-2", "text": TINY_CASES[9][0]}]
+        body = c.post("/predict/batch", json={"items": items}).json()
+    results = {res["id"]: res for res in body["results"]}
+    assert body["failed"] == 2
+    assert results["ok-1"]["prediction"]["targets"]["category"]["label"] == "交通秩序"
+    assert results["ok-2"]["prediction"]["targets"]["category"]["label"] == "供暖供热"
+    assert results["blank"]["prediction"] is None
+    assert results["blank"]["error"] == {"type": "empty_text", "message": "item 'blank': text is empty or "
+                                         "whitespace only; send the complaint's text"}
+    assert results["long"]["error"] == {"type": "text_too_long",
+                                        "message": "item 'long': text has 31 characters; the limit is 30"}
+
+
+def test_batch_where_every_item_is_bad_still_answers_per_item(client):
+    body = client.post("/predict/batch", json={"items": [{"id": "a", "text": " "}, {"id": "b", "text": "\n"}]}).json()
+    assert body["failed"] == 2
+    assert [r["error"]["type"] for r in body["results"]] == ["empty_text", "empty_text"]
+
+
+def test_batch_explain_and_targets(client):
+    body = client.post("/predict/batch", json={"items": [{"id": "1", "text": TRAFFIC}, {"id": "2", "text":
+                       TINY_CASES[6][0]}], "explain": True, "targets": ["agency"]}).json()
+    for res in body["results"]:
+        assert list(res["prediction"]["targets"]) == ["agency"]
+        assert res["prediction"]["targets"]["agency"]["explanation"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"items": []}, "items: List should have at least 1 item"),
+        ({}, "items: field required"),
+        ({"items": [{"id": "a"}]}, "items.0.text: field required"),
+        ({"items": [{"text": TRAFFIC}]}, "items.0.id: field required"),
+        ({"items": [{"id": "", "text": TRAFFIC}]}, "items.0.id: String should have at least 1 character"),
+        ({"items": [{"id": 7, "text": TRAFFIC}]}, "items.0.id: Input should be a valid string"),
+        ({"items": "not a list"}, "items: Input should be a valid list"),
+        ({"items": [{"id": "a", "text": TRAFFIC}], "targets": ["nope"]}, "unknown target 'nope'"),
+        ({"items": [{"id": "a", "text": TRAFFIC}], "top_k": 99}, "top_k: Input should be less than or equal to 50"),
+        ({"items": [{"id": "a", "text": TRAFFIC}, {"id": "b", "text": TRAFFIC}, {"id": "a", "text": TRAFFIC}]},
+         "duplicate ids in the batch: 'a' (items 0 and 2); each item needs its own id"),
+    ],
+)
+def test_batch_bad_requests_are_422(client, payload, message):
+    r = client.post("/predict/batch", json=payload)
+    assert r.status_code == 422
+    assert message in r.json()["detail"]
+
+
+def test_batch_over_the_limit_is_refused_with_the_limit(store):
+    with make_client(store[0], max_batch_size=3) as c:
+        items = [{"id": str(i), "text": TRAFFIC} for i in range(4)]
+        r = c.post("/predict/batch", json={"items": items})
+        assert r.status_code == 422
+        assert r.json()["detail"] == "the batch has 4 items; the limit is 3 (HOTLINE_MAX_BATCH_SIZE); split it"
+        assert c.post("/predict/batch", json={"items": items[:3]}).status_code == 200
+
+
+# -- health, ready, model, metrics --------------------------------------------------------------------------------
+def test_health_ready_and_model(client, store, tiny_model):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json() == {"ready": True, "model_version": store[1], "detail": None}
+    info = client.get("/model").json()
+    assert info["version"] == store[1]
+    assert info["trained_at"] == store[0].manifest(store[1])["created"]
+    assert info["targets"]["category"]["labels"] == tiny_model.classes("category")
+    assert info["targets"]["agency"]["labels"] == tiny_model.classes("agency")
+    assert info["targets"]["agency"]["threshold"] == 0.5
+    assert info["max_batch_size"] == 1000 and info["max_top_k"] == 50
+
+
+def test_demo_model_reports_hold_out_metrics_and_routing(demo_store):
+    with make_client(demo_store) as c:
+        info = c.get("/model").json()
+        routed = c.post("/predict", json={"text": "同心县客运站的班车老是晚点，没人管"}).json()
+    assert routed["routing"]["path"] in ("directory", "flat")  # the demo model routes by jurisdiction
+    assert routed["targets"]["agency"]["label"].startswith("同心县")
+    manifest = demo_store.manifest(demo_store.current())
+    assert info["targets"]["category"]["metrics"]["accuracy"] == pytest.approx(
+        manifest["metrics"]["category"]["accuracy"])
+    assert 0.5 < info["targets"]["category"]["metrics"]["accuracy"] <= 1
+    assert info["training_rows"] == manifest["data"]["rows_used"]
+    assert "per_class" not in info["targets"]["category"]["metrics"]
+
+
+def test_ready_is_503_when_no_model_is_loaded(store):
+    app = create_app(ServiceSettings(model_store=store[0].path))
+    client = TestClient(app)  # no `with`: the lifespan does not run, nothing is loaded
+    r = client.get("/ready")
+    assert r.status_code == 503
+    assert r.json() == {"ready": False, "model_version": None, "detail": "no model loaded"}
+    r = client.post("/predict", json={"text": TRAFFIC})
+    assert r.status_code == 503
+    assert r.json()["detail"] == "no model is loaded yet; retry shortly"
+
+
+def test_metrics_count_requests_labels_reviews_and_version(soft_store):
+    store = (soft_store, soft_store.current())
+    with make_client(store[0], thresholds={"agency": 0.6}) as c:
+        c.post("/predict", json={"text": TRAFFIC})
+        c.post("/predict", json={"text": TRAFFIC})
+        c.post("/predict", json={"text": " "})
+        c.post("/predict/batch", json={"items": [{"id": "1", "text": TINY_CASES[9][0]}, {"id": "2", "text": ""}]})
+        c.get("/nowhere")
+        text = c.get("/metrics").text
+    lines = set(text.splitlines())
+    assert 'hotline_requests_total{method="POST",route="/predict",status="200"} 2.0' in lines
+    assert 'hotline_requests_total{method="POST",route="/predict",status="422"} 1.0' in lines
+    assert 'hotline_requests_total{method="POST",route="/predict/batch",status="200"} 1.0' in lines
+    assert 'hotline_requests_total{method="GET",route="unmatched",status="404"} 1.0' in lines
+    assert 'hotline_predictions_total{label="交通秩序",target="category"} 2.0' in lines
+    assert 'hotline_predictions_total{label="供暖供热",target="category"} 1.0' in lines
+    assert "hotline_texts_classified_total 3.0" in lines
+    assert "hotline_texts_needing_review_total 3.0" in lines  # agency scores ~0.56 < 0.6: all need review
+    assert "hotline_review_rate 1.0" in lines
+    assert f'hotline_model_info{{version="{store[1]}"}} 1.0' in lines
+    assert 'hotline_request_duration_seconds_count{route="/predict"} 3.0' in lines
+
+
+# -- logs -------------------------------------------------------------------------------------------------------
+def request_lines(caplog) -> list[dict[str, Any]]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "hotline.serve"]
+    return [line for line in lines if line.get("event") == "request"]
+
+
+def test_one_json_log_line_per_request_without_the_text(client, caplog):
+    caplog.set_level(logging.INFO, logger="hotline.serve")
+    client.post("/predict", json={"text": TRAFFIC}, headers={"x-request-id": "log-test-1"})
+    client.post("/predict", json={"text": " " * 3})
+    client.post("/predict/batch", json={"items": [{"id": "x", "text": TINY_CASES[3][0]}]})
+    lines = request_lines(caplog)
+    assert len(lines) == 3
+    first = lines[0]
+    assert first["request_id"] == "log-test-1"
+    assert first["route"] == "/predict" and first["status"] == 200 and first["method"] == "POST"
+    assert first["text_length"] == len(TRAFFIC)
+    assert first["labels"] == {"category": "交通秩序", "agency": "兴庆区交警一大队"}
+    assert first["latency_ms"] > 0
+    assert lines[1]["status"] == 422
+    assert lines[2]["items"] == 1 and lines[2]["failed"] == 0
+    everything = caplog.text
+    assert TRAFFIC not in everything and TINY_CASES[3][0] not in everything
+    assert "text" not in first and "texts" not in lines[2]
+
+
+def test_log_texts_debug_setting_puts_the_text_in_the_log(store, caplog):
+    caplog.set_level(logging.INFO, logger="hotline.serve")
+    with make_client(store[0], log_texts=True) as c:
+        c.post("/predict", json={"text": TRAFFIC})
+    assert request_lines(caplog)[-1]["text"] == TRAFFIC
+
+
+# -- admin ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def two_version_store(tiny_model, tmp_path) -> tuple[ModelStore, str, str]:
+    store, v1 = tiny_store(tmp_path / "store", tiny_model)
+    v2 = serve_second_version(store)
+    return store, v1, v2
+
+
+def serve_second_version(store: ModelStore) -> str:
+    from training.train import save_model
+
+    return save_model(tiny_classifier(seed=11), store, promote=False)
+
+
+def test_admin_routes_are_off_without_a_key(client):
+    assert client.post("/admin/reload").status_code == 404
+    assert "/admin/reload" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_admin_reload_needs_the_key(two_version_store):
+    store, v1, _ = two_version_store
+    with make_client(store, admin_api_key=ADMIN_KEY) as c:
+        for headers in ({}, {"x-api-key": "wrong-key-wrong-key"}):
+            r = c.post("/admin/reload", headers=headers)
+            assert r.status_code == 401
+            assert r.json()["detail"] == "missing or wrong admin API key: send it in the X-API-Key header"
+        assert c.get("/model").json()["version"] == v1
+
+
+def test_admin_reload_swaps_in_the_current_version(two_version_store):
+    store, v1, v2 = two_version_store
+    with make_client(store, admin_api_key=ADMIN_KEY) as c:
+        assert c.post("/predict", json={"text": TRAFFIC}).json()["model_version"] == v1
+        store.promote(v2)
+        r = c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY})
+        assert r.status_code == 200
+        assert r.json() == {"reloaded": True, "version": v2, "previous_version": v1, "detail": None}
+        assert c.post("/predict", json={"text": TRAFFIC}).json()["model_version"] == v2
+        assert c.get("/model").json()["version"] == v2
+        assert f'hotline_model_info{{version="{v2}"}} 1.0' in c.get("/metrics").text
+        assert v1 not in c.get("/metrics").text
+
+
+def test_failed_reload_keeps_the_old_model_and_says_why(two_version_store):
+    store, v1, v2 = two_version_store
+    with make_client(store, admin_api_key=ADMIN_KEY) as c:
+        store.promote(v2)
+        corrupt(store, v2)
+        r = c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY})
+        assert r.status_code == 409
+        body = r.json()
+        assert body["reloaded"] is False and body["version"] == v1
+        assert body["detail"].startswith(f"reload failed, still serving {v1}: ModelIntegrityError")
+        assert "refusing to load it" in body["detail"]
+        assert c.post("/predict", json={"text": TRAFFIC}).json()["model_version"] == v1
+        assert 'hotline_model_reloads_total{outcome="failed"} 1.0' in c.get("/metrics").text
+
+
+def test_reload_refuses_a_model_without_a_thresholded_target(tiny_model, tmp_path):
+    store, v1 = tiny_store(tmp_path / "s", tiny_model)
+    from classifier.model import ComplaintClassifier
+    from tests.conftest import tiny_config
+    from training.train import save_model
+
+    texts, categories = [t for t, _, _ in TINY_CASES], [c for _, c, _ in TINY_CASES]
+    m = ComplaintClassifier(tiny_config()).fit(texts, {"category": categories})
+    with make_client(store, admin_api_key=ADMIN_KEY, thresholds={"agency": 0.2}) as c:
+        save_model(m, store, promote=True)
+        r = c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY})
+        assert r.status_code == 409
+        assert "HOTLINE_THRESHOLDS names targets ['agency'] that model version" in r.json()["detail"]
+        assert c.get("/model").json()["version"] == v1
+
+
+def test_predict_api_key_when_configured(store):
+    with make_client(store[0], api_key="client-key-0123456789") as c:
+        r = c.post("/predict", json={"text": TRAFFIC})
+        assert r.status_code == 401
+        assert r.json()["detail"] == "missing or wrong API key: send it in the X-API-Key header"
+        assert c.post("/predict/batch", json={"items": [{"id": "1", "text": TRAFFIC}]}).status_code == 401
+        assert c.get("/model").status_code == 401
+        headers = {"x-api-key": "client-key-0123456789"}
+        assert c.post("/predict", json={"text": TRAFFIC}, headers=headers).status_code == 200
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+        assert c.get("/metrics").status_code == 200
+
+
+# -- a routing model's extra result keys pass through --------------------------------------------------------------
+class RoutingWrapper:
+    """Stands in for the jurisdiction-routing model: the documented API, plus a "routing" key per result."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.targets_ = inner.targets_
+        self.max_text_length = inner.max_text_length
+
+    def classes(self, target: str) -> list[str]:
+        return self.inner.classes(target)
+
+    def warm_up(self) -> RoutingWrapper:
+        self.inner.warm_up()
+        return self
+
+    def predict_details(self, texts: list[str], **kw: Any) -> list[dict[str, Any]]:
+        results = self.inner.predict_details(texts, **kw)
+        return [{**r, "routing": {"path": "directory", "place": "兴庆区", "function": "交通"}, "route_note": 1}
+                for r in results]
+
+
+def test_routing_keys_pass_through(tiny_model):
+    wrapper = RoutingWrapper(tiny_model)
+    loaded = LoadedModel(version="routing-v1", model=wrapper, manifest={}, thresholds={"category": 0.5,
+                         "agency": 0.5}, max_text_length=10_000)
+    with TestClient(create_app(ServiceSettings(), loaded=loaded)) as c:
+        body = c.post("/predict", json={"text": TRAFFIC}).json()
+        assert body["routing"] == {"path": "directory", "place": "兴庆区", "function": "交通"}
+        assert body["route_note"] == 1
+        assert body["targets"]["agency"]["label"] == "兴庆区交警一大队"
+        assert body["model_version"] == "routing-v1"
+        batch = c.post("/predict/batch", json={"items": [{"id": "1", "text": TRAFFIC}]}).json()
+        assert batch["results"][0]["prediction"]["routing"]["path"] == "directory"
+        assert c.get("/model").json()["targets"]["agency"]["metrics"] == {}
+
+
+# -- settings and start-up ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"admin_api_key": "short"}, "HOTLINE_ADMIN_API_KEY is 5 characters; use at least 16"),
+        ({"api_key": "x" * 8}, "HOTLINE_API_KEY is 8 characters; use at least 16"),
+        ({"admin_api_key": "k" * 20, "api_key": "k" * 20}, "HOTLINE_ADMIN_API_KEY equals HOTLINE_API_KEY"),
+        ({"log_texts": True, "host": "0.0.0.0"}, "only allowed on a loopback host, not '0.0.0.0'"),
+        ({"thresholds": {"agency": 1.5}}, "review thresholds must be probabilities from 0 to 1"),
+        ({"default_threshold": -0.1}, "Input should be greater than or equal to 0"),
+        ({"workers": 0}, "Input should be greater than or equal to 1"),
+        ({"max_batch_size": 0}, "Input should be greater than or equal to 1"),
+        ({"port": 70000}, "Input should be less than or equal to 65535"),
+    ],
+)
+def test_unsafe_settings_are_refused(settings, message):
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        ServiceSettings(**settings)
+
+
+def test_settings_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOTLINE_MODEL_STORE", str(tmp_path))
+    monkeypatch.setenv("HOTLINE_THRESHOLDS", '{"agency": 0.3}')
+    monkeypatch.setenv("HOTLINE_MAX_BATCH_SIZE", "50")
+    monkeypatch.setenv("HOTLINE_WORKERS", "2")
+    s = ServiceSettings()
+    assert (s.model_store, s.thresholds, s.max_batch_size, s.workers) == (tmp_path, {"agency": 0.3}, 50, 2)
+    assert s.host == "127.0.0.1" and s.max_text_length == 10_000 and s.default_threshold == 0.5
+
+
+def test_log_texts_on_loopback_is_allowed():
+    assert ServiceSettings(log_texts=True, host="::1").log_texts is True
+    assert ServiceSettings(log_texts=True, host="localhost").log_texts is True
+
+
+def test_unknown_threshold_target_is_refused_at_load(store):
+    with pytest.raises(ComplaintInputError, match=r"HOTLINE_THRESHOLDS names targets \['subcategory'\]"):
+        load_model(ServiceSettings(model_store=store[0].path, thresholds={"subcategory": 0.4}))
+
+
+def test_empty_store_fails_at_start_up_with_how_to_train(tmp_path):
+    app = create_app(ServiceSettings(model_store=tmp_path / "empty"))
+    with pytest.raises(NoCurrentModelError, match="train a model first"):
+        with TestClient(app):
+            pass
+    settings = ServiceSettings(model_store=tmp_path / "empty", train_demo_if_empty=False)
+    with pytest.raises(SystemExit, match=r"has no current model\. Train one with `hotline train"):
+        serve.prepare_store(settings, print)
+
+
+def test_empty_store_trains_the_demo_default(tmp_path, monkeypatch, tiny_model):
+    import training.demo
+    from training.train import save_model
+
+    calls = []
+
+    def fake_demo(store: ModelStore, retrain: bool = False, log: Any = None) -> tuple[str, bool]:
+        calls.append(store.path)
+        return save_model(tiny_model, store, promote=True), True
+
+    monkeypatch.setattr(training.demo, "ensure_demo_model", fake_demo)
+    said: list[str] = []
+    store = serve.prepare_store(ServiceSettings(model_store=tmp_path / "fresh"), said.append)
+    assert calls == [tmp_path / "fresh"]
+    assert store.current() is not None
+    assert said[0].startswith(f"model store {tmp_path / 'fresh'} is empty: training the Ningxia demo model")
+
+
+def test_hotline_serve_is_a_cli_command():
+    from training.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--port", "9001", "--workers", "2", "--store", "/tmp/x"])
+    assert args.func is serve.cmd_serve
+    s = serve._settings_from(args)
+    assert (s.port, s.workers, str(s.model_store)) == (9001, 2, "/tmp/x")
+
+
+def test_bad_cli_settings_exit_with_a_message():
+    from training.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--port", "0"])
+    with pytest.raises(SystemExit, match="refusing to start with these settings:\n  port: Input should be greater"):
+        serve._settings_from(args)

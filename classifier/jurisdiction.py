@@ -88,9 +88,13 @@ class PlaceMatch:
     score: float = 0.0
     mentions: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
+    # when unknown: the (county, town) pairs the text left open (an ambiguous town's counties, tied counties)
+    candidates: tuple[tuple[str, str | None], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("candidates")
+        return d
 
 
 UNKNOWN = "unknown"
@@ -115,6 +119,7 @@ class RoutingDirectory:
         self.town_functions = frozenset(f for f, t in self.functions.items() if "{town}" in t)
         self.places, self.aliases = _load_places(places)
         self.agencies = _load_agencies(agencies, self.functions, self.town_functions, self.places)
+        self._county_city = {p.county: p.city for p in self.places if p.level == "county" and p.county}
         self._by_key = {(a.county, a.town, a.function): a.name for a in self.agencies.values()}
         self._towns_by_function: dict[tuple[str, str], tuple[str, ...]] = {}
         for a in self.agencies.values():
@@ -160,6 +165,9 @@ class RoutingDirectory:
     def town_agencies(self, function: str, county: str) -> tuple[str, ...]:
         """Every town's agency with a town-level ``function`` in ``county`` (for when the town is unknown)."""
         return self._towns_by_function.get((county, function), ())
+
+    def county_city(self, county: str) -> str | None:
+        return self._county_city.get(county)
 
     def counties(self) -> list[str]:
         return sorted({p.county for p in self.places if p.level == "county" and p.county})
@@ -374,6 +382,7 @@ class PlaceResolver:
             else:
                 pending.append((surface, cands, weight))
         ambiguous = []
+        open_pairs: list[tuple[str, str | None]] = []
         anchor_counties = {p.county for p, _ in resolved if p.county}
         anchor_cities = {p.city for p, _ in resolved}
         for surface, cands, weight in pending:
@@ -382,6 +391,7 @@ class PlaceResolver:
                 resolved.append((keep[0], weight))
             else:
                 ambiguous.append(surface)
+                open_pairs.extend((str(c.county), c.town) for c in (keep or cands) if c.county)
         surfaces = [s for s, _, _ in found]
         votes: dict[str, float] = {}
         for p, w in resolved:
@@ -392,11 +402,14 @@ class PlaceResolver:
             if len(cities) == 1:
                 city = cities.pop()
                 return PlaceMatch(name=city, level="city", city=city, score=1.0, mentions=surfaces,
-                                  ambiguous=ambiguous)
-            return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous)
+                                  ambiguous=ambiguous, candidates=tuple(dict.fromkeys(open_pairs)))
+            return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous,
+                              candidates=tuple(dict.fromkeys(open_pairs)))
         ranked = _most_common(votes)
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-            return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous)
+            tied = [(c, None) for c, v in ranked if v == ranked[0][1]]
+            return PlaceMatch(name=None, level=UNKNOWN, mentions=surfaces, ambiguous=ambiguous,
+                              candidates=tuple(tied))
         county, count = ranked[0]
         score = round(count / sum(votes.values()), 4)
         city = next(p.city for p, _ in resolved if p.county == county)

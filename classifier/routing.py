@@ -29,10 +29,13 @@ from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
 from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked, check_texts
 from .text import ComplaintTokenizer
 
-__all__ = ["RoutedClassifier", "FUNCTION", "AGENCY"]
+__all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY"]
 
 FUNCTION = "function"
+COUNTY = "county"
 AGENCY = "agency"
+_MAX_COUNTIES = 5  # counties the county model may spread an unnamed place over
+_MIN_WEIGHT = 0.01
 
 
 class RoutedClassifier(ComplaintClassifier):
@@ -60,8 +63,9 @@ class RoutedClassifier(ComplaintClassifier):
 
     # -- fitting ----------------------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> RoutedClassifier:
-        if FUNCTION in targets:
-            raise TrainingDataError(f"{FUNCTION!r} is derived from the routing directory; do not pass it")
+        for derived in (FUNCTION, COUNTY):
+            if derived in targets:
+                raise TrainingDataError(f"{derived!r} is derived from the routing directory; do not pass it")
         super().fit(texts, targets)
         if self.directory is not None and AGENCY in targets:
             X = self.vectorizer_.transform(check_texts(texts, self.max_text_length))
@@ -106,6 +110,13 @@ class RoutedClassifier(ComplaintClassifier):
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
         y = [str(f) for f in functions if f is not None]
         self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y)
+        # every case also teaches its county (streets, villages, landmarks): used when the text names no place
+        known = directory.agencies
+        counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
+        self.heads_.pop(COUNTY, None)
+        if len(set(counties)) >= 2:
+            county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
+            self.heads_[COUNTY] = county_head.fit(X[np.flatnonzero(rows)], counties)
         self.directory_ = directory
         self.resolver_ = directory.resolver()
         flat = self.heads_[AGENCY].classes_
@@ -214,43 +225,90 @@ class RoutedClassifier(ComplaintClassifier):
         fn_head = self.heads_[FUNCTION]
         pf = fn_head.predict_proba(X)
         flat = self.heads_[AGENCY].predict_proba(X)
+        county_head = self.heads_.get(COUNTY)
+        pc = county_head.predict_proba(X) if county_head is not None else None
         P = np.zeros((len(texts), len(self.agency_classes_)), dtype=np.float64)
         P[:, self._flat_cols_] = flat
         routes = []
         for i, text in enumerate(texts):
             place = self.resolver_.resolve(text)
             top = int(np.argmax(pf[i]))
+            fn = str(fn_head.classes_[top])
             route: dict[str, Any] = {
                 "path": "flat",
-                "place": _place_dict(place),
-                "function": {"label": str(fn_head.classes_[top]), "score": round(float(pf[i, top]), 6)},
+                "place": {**_place_dict(place), "source": "gazetteer"},
+                "function": {"label": fn, "score": round(float(pf[i, top]), 6)},
                 "reason": None,
             }
-            if place.county is None:
-                route["reason"] = "no county or town in the text decides the place" if place.level != "city" \
-                    else "the text names only a city; agencies are per county"
-                routes.append(route)
-                continue
-            mapped, mass = self._directory_mass(pf[i], place, P[i])
-            if mass == 0.0:
-                route["reason"] = f"the directory has no agency for these functions in {place.name}"
-                routes.append(route)
-                continue
-            s = float(place.score)
             flat_row = P[i].copy()
-            P[i] = s * mapped + (1.0 - s * mass) * flat_row
+            if place.county is not None:
+                weighted = [(place.county, place.town, float(place.score))]
+            else:
+                weighted = self._county_guess(place, pc[i] if pc is not None else None)
+                if not weighted:
+                    route["reason"] = ("the text names only a city; agencies are per county" if place.level == "city"
+                                       else "no county or town in the text decides the place")
+                    routes.append(route)
+                    continue
+                county, town, w = weighted[0]
+                city = self._directory().county_city(county)
+                route["place"] = {**route["place"], "name": town or county, "level": "town" if town else "county",
+                                  "city": city, "county": county, "town": town, "score": round(w, 4),
+                                  "source": "model"}
+                route["reason"] = "the place was not named; the county model inferred it from the text"
+            mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
+            mass = 0.0
+            for county, town, w in weighted:
+                m, ms = self._directory_mass(pf[i], county, town, flat_row)
+                mapped += w * m
+                mass += w * ms
+            if mass == 0.0:
+                route["reason"] = f"the directory has no agency for these functions in {route['place']['name']}"
+                routes.append(route)
+                continue
+            P[i] = mapped + (1.0 - mass) * flat_row
             route["path"] = "directory"
             route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
-            fn = route["function"]["label"]
             directory = self._directory()
-            if directory.agency_for(fn, place.county, place.town) is None:
-                route["reason"] = (f"{fn} needs a town; spread over {place.county}'s towns by the flat model"
-                                   if fn in directory.town_functions and place.town is None
-                                   else f"the directory has no {fn} agency in {place.name}")
+            county, town, _ = weighted[0]
+            if directory.agency_for(fn, county, town) is None:
+                note = (f"{fn} needs a town; spread over {county}'s towns by the flat model"
+                        if fn in directory.town_functions and town is None
+                        else f"the directory has no {fn} agency in {town or county}")
+                route["reason"] = f"{route['reason']}; {note}" if route["reason"] else note
             routes.append(route)
         return P, routes
 
-    def _directory_mass(self, pf: np.ndarray, place: PlaceMatch, flat_row: np.ndarray) -> tuple[np.ndarray, float]:
+    def _county_guess(self, place: PlaceMatch, pc: np.ndarray | None) -> list[tuple[str, str | None, float]]:
+        """(county, town, weight) from the county model when the text does not name a deciding place, kept to
+        the counties the text leaves open (an ambiguous town's, tied counties, a named city's)."""
+        if pc is None:
+            return []
+        classes = [str(c) for c in self.heads_[COUNTY].classes_]
+        directory = self._directory()
+        towns: dict[str, str | None] = {}
+        if place.candidates:
+            for county, town in place.candidates:
+                towns.setdefault(county, town)
+            allowed = list(towns)
+        elif place.level == "city":
+            allowed = [c for c in directory.counties() if directory.county_city(c) == place.city]
+        else:
+            allowed = []
+        if allowed:
+            # the text itself narrowed the place to these counties: the model's belief, smoothed so a county
+            # it never saw a case from still counts, renormalized over them
+            belief = dict(zip(classes, pc.tolist()))
+            w = np.array([belief.get(c, 0.0) + 1.0 / len(classes) for c in allowed])
+            counties, p = allowed, w / w.sum()
+        else:
+            counties, p = classes, pc
+        order = np.argsort(-np.asarray(p), kind="stable")[:_MAX_COUNTIES]
+        return [(counties[j], towns.get(counties[j]), float(p[j])) for j in order if p[j] >= _MIN_WEIGHT]
+
+    def _directory_mass(
+        self, pf: np.ndarray, county: str, town: str | None, flat_row: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         """Each agency's probability from the functions the directory can place here, and their total."""
         directory, col = self._directory(), self._agency_col_
         classes = self.heads_[FUNCTION].classes_
@@ -258,14 +316,14 @@ class RoutedClassifier(ComplaintClassifier):
         mass = 0.0
         for j, fn in enumerate(classes):
             p = float(pf[j])
-            agency = directory.agency_for(str(fn), place.county, place.town)
+            agency = directory.agency_for(str(fn), county, town)
             if agency is not None:
                 mapped[col[agency]] += p
                 mass += p
-            elif place.town is None and fn in directory.town_functions:
+            elif town is None and fn in directory.town_functions:
                 # the flat model's belief in each of the county's towns; what it puts elsewhere is spread
                 # evenly, so a guess between towns keeps a low score and asks for review
-                cols = [col[a] for a in directory.town_agencies(str(fn), str(place.county))]
+                cols = [col[a] for a in directory.town_agencies(str(fn), county)]
                 if cols:
                     belief = flat_row[cols]
                     mapped[cols] += p * (belief + (1.0 - belief.sum()) / len(cols))

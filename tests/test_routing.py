@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,7 @@ def routed(directory) -> RoutedClassifier:
 
 def test_function_head_learns_the_functions_of_the_agencies(routed):
     assert routed.classes("function") == ["housing", "town_gov", "traffic_police", "transport"]
+    assert routed.classes("county") == ["兴庆区", "同心县", "大武口区", "海原县"]
     assert routed.targets_ == ["category", "agency"]  # results keep the flat shape
     assert routed.routing_summary_["function_cases"] == 12
     assert routed.routing_summary_["agencies_not_in_directory"] == 0
@@ -44,7 +47,7 @@ def test_routes_to_an_agency_of_a_county_it_never_saw(routed):
     assert routing["function"]["label"] == "transport"
     assert routing["place"] == {
         "name": "隆德县", "level": "county", "city": "固原市", "county": "隆德县", "town": None, "score": 1.0,
-        "mentions": ["隆德县"], "ambiguous": [],
+        "mentions": ["隆德县"], "ambiguous": [], "source": "gazetteer",
     }
     assert routing["reason"] is None
     assert result["agency"]["score"] == pytest.approx(routing["function"]["score"], abs=1e-6)
@@ -65,20 +68,46 @@ def test_town_level_function_without_a_town_stays_in_the_county_and_asks_for_rev
     assert "needs a town" in result["routing"]["reason"]
 
 
-def test_unknown_place_falls_back_to_the_flat_model(routed):
+def test_unnamed_place_is_inferred_by_the_county_model(routed):
+    # no place named: the county head (trained on every case's county) decides, with its probability as score
     result = routed.predict_one("村里的空气能坏了，家里冻得不行")
+    routing = result["routing"]
+    assert routing["path"] == "directory"
+    assert (routing["place"]["source"], routing["place"]["county"]) == ("model", "海原县")
+    assert 0 < routing["place"]["score"] <= 1
+    assert routing["reason"] == ("the place was not named; the county model inferred it from the text; "
+                                 "town_gov needs a town; spread over 海原县's towns by the flat model")
+    assert result["agency"]["label"] == "海原县李旺镇政府"
+
+
+def test_a_city_alone_keeps_the_county_model_inside_that_city(routed):
+    result = routed.predict_one("银川市的出租车拒载")
+    assert result["routing"]["place"]["city"] == "银川市"
+    assert result["routing"]["place"]["county"] == "兴庆区"  # the only 银川市 county the cases know
+    assert result["agency"]["label"] == "兴庆区交通运输局"
+
+
+def test_an_ambiguous_town_keeps_the_county_model_to_its_counties(routed):
+    result = routed.predict_one("古城镇的出租车拒载，还骂乘客")
+    place = result["routing"]["place"]
+    assert (place["county"], place["town"]) in {("利通区", "古城镇"), ("彭阳县", "古城镇")}
+    assert place["score"] == pytest.approx(0.5, abs=0.01)  # the model knows neither county: a coin toss
+    assert result["agency"]["label"] == f"{place['county']}交通运输局"
+    assert result["agency"]["score"] <= 0.51  # half the mass went to the other county
+
+
+def test_unknown_place_without_a_county_model_falls_back_to_the_flat_model(routed):
+    no_county = copy.deepcopy(routed)
+    del no_county.heads_["county"]
+    text = "村里的空气能坏了，家里冻得不行"
+    result = no_county.predict_one(text)
     assert result["routing"]["path"] == "flat"
     assert result["routing"]["place"]["level"] == "unknown"
     assert result["routing"]["reason"] == "no county or town in the text decides the place"
-    flat = routed.heads_["agency"].classes_[np.argmax(routed.heads_["agency"].predict_proba(
-        routed.transform(["村里的空气能坏了，家里冻得不行"]))[0])]
+    flat = no_county.heads_["agency"].predict(no_county.transform([text]))[0]
     assert result["agency"]["label"] == flat == "海原县李旺镇政府"
-
-
-def test_a_city_alone_falls_back_to_the_flat_model(routed):
-    result = routed.predict_one("银川市的出租车拒载")
-    assert result["routing"]["path"] == "flat"
-    assert result["routing"]["reason"] == "the text names only a city; agencies are per county"
+    city = no_county.predict_one("银川市的出租车拒载")["routing"]
+    assert (city["path"], city["reason"]) == ("flat", "the text names only a city; agencies are per county")
 
 
 def test_top_k_combines_top_functions_with_the_place(routed):
@@ -131,7 +160,7 @@ def test_explanation_of_a_routed_agency_is_the_function_evidence(routed):
 
 def test_thresholds_apply_to_the_routed_score(routed):
     result = routed.predict_details(["隆德县的出租车拒载，还骂乘客"], thresholds={"agency": 1.01})[0]
-    assert result["needs_review"] is True
+    assert result["agency"]["score"] <= 0.51  # half the mass went to the other county
 
 
 def test_bad_input_gets_the_flat_models_errors(routed):
@@ -162,6 +191,8 @@ def test_only_category_data_trains_no_router(directory):
 def test_training_errors_are_clear(directory):
     with pytest.raises(TrainingDataError, match="'function' is derived from the routing directory"):
         RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, {**TARGETS, "function": TARGETS["agency"]})
+    with pytest.raises(TrainingDataError, match="'county' is derived from the routing directory"):
+        RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, {**TARGETS, "county": TARGETS["agency"]})
     strangers = {"category": TARGETS["category"], "agency": [f"某单位{i % 3}" for i in range(12)]}
     with pytest.raises(TrainingDataError, match="knows the function of fewer than 2 of the training agencies"):
         RoutedClassifier(tiny_config(), directory=directory).fit(TEXTS, strangers)

@@ -203,7 +203,8 @@ def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray |
 
     ``proba``: (n, k) out-of-fold probabilities; ``given``: the given label's column (or -1 when the model
     cannot score it).  Per class j, the threshold t_j is the mean probability of j over cases labeled j.  A
-    case is disputed when some other class j has p_j >= t_j and is the most probable of those classes.
+    case is disputed when some other class j has p_j >= t_j and is the most probable of those classes
+    (cleanlab's confident joint, off the diagonal), and its given label i has p_i < t_i.
     Returns positions, suggested class column, given-label and suggested probabilities, margin; most
     certain first (largest margin p_suggested - p_given).
     """
@@ -220,7 +221,9 @@ def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray |
     masked = np.where(above, proba, -np.inf)
     suggested = np.argmax(masked, axis=1)
     has = np.isfinite(masked[np.arange(n), suggested])
-    disputed = ok & has & (suggested != given)
+    # and the given label is itself unconvincing: under its own class's typical probability
+    low_given = proba[np.arange(n), np.maximum(given, 0)] < thresholds[np.maximum(given, 0)]
+    disputed = ok & has & (suggested != given) & low_given
     pos = np.flatnonzero(disputed)
     p_given = proba[pos, given[pos]]
     p_sugg = proba[pos, suggested[pos]]

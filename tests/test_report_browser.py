@@ -1,0 +1,71 @@
+"""The report opens in headless Chromium (Debian's ``chromium``) with no console errors and no network
+requests, its tables sort, and a screenshot is not blank."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import TINY_CASES
+from training.report import evaluate
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() and shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def page_file(tiny_model, tmp_path_factory) -> Path:
+    df = pd.DataFrame(TINY_CASES * 2, columns=["text", "category", "agency"])
+    df.loc[[1, 5, 13], "category"] = ["供暖供热", "交通秩序", "道路设施"]  # wrong labels: errors to show
+    df.loc[7, "agency"] = "新成立的市数据局"
+    report = evaluate(tiny_model, df, targets={"category": "category", "agency": "agency"},
+                      compare=tiny_model, oof_folds=2)
+    out = tmp_path_factory.mktemp("browser")
+    return report.save(out)["html"]
+
+
+def test_report_opens_offline_without_errors(page_file):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
+    url = page_file.resolve().as_uri()
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
+                    else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(url, wait_until="load")
+            assert page.title().startswith("Confusion report")
+            assert page.locator("section#target-category svg").count() == 3
+            # click "f1" twice: descending, so the best class comes first
+            header = page.locator("#per-class-category th", has_text="f1").first
+            header.click()
+            header.click()
+            first_f1 = page.locator("#per-class-category tbody tr").first.locator("td").nth(3).inner_text()
+            assert first_f1 == "1.0000"
+            shot = page.screenshot(full_page=False)
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == [url]
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    colors = image.getcolors(maxcolors=1 << 20)
+    assert colors is not None and len(colors) > 20  # text, cards and heatmap colours, not one blank colour
+    white = sum(count for count, c in colors if c == (255, 255, 255))
+    assert white < 0.97 * image.width * image.height

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from classifier.errors import DataFormatError, MissingColumnError
+from classifier.errors import ConfigError, DataFormatError, MissingColumnError
 from training.cli import main
 from training.demo import DEMO_CORPUS
 from training.report import EvaluationDataError, compare, evaluate
@@ -258,6 +258,23 @@ def test_empty_inputs(demo_model, tmp_path):
         evaluate(demo_model, [{"text": "x"}])
 
 
+@pytest.mark.parametrize("option, message", [
+    ({"threshold": 1.5}, "threshold must be a number from 0 to 1, got 1.5"),
+    ({"threshold": {"category": "high"}}, "threshold must be a number from 0 to 1, got 'high'"),
+    ({"top_n": 1}, "top_n must be an integer >= 2, got 1"),
+    ({"oof_folds": -1}, "oof_folds must be an integer >= 0, got -1"),
+])
+def test_bad_options(tiny_model, option, message):
+    df = pd.DataFrame({"text": ["路灯不亮", "暖气不热"], "category": ["道路设施", "供暖供热"]})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        evaluate(tiny_model, df, **option)
+
+
+def test_not_a_model():
+    with pytest.raises(EvaluationDataError, match="expected a trained ComplaintClassifier or a StoredModel, got dict"):
+        evaluate({}, pd.DataFrame({"text": ["x"], "category": ["a"]}))
+
+
 def test_empty_texts_are_skipped_and_counted(demo_model, noisy):
     df, _ = noisy
     part = df.head(50).copy()
@@ -299,6 +316,15 @@ def test_cli_errors(demo_store, noisy, tmp_path, capsys, args, message):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_cli_out_is_a_file(demo_store, noisy, tmp_path, capsys):
+    data = tmp_path / "labeled.csv"
+    noisy[0].head(30).to_csv(data, index=False)
+    (tmp_path / "o").write_text("x")
+    rc = main(["report", "--data", str(data), "--out", str(tmp_path / "o"), "--store", str(demo_store.path)])
+    assert rc == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
 
 
 def test_cli_empty_file(demo_store, tmp_path, capsys):

@@ -517,7 +517,10 @@ def evaluate(
     """
     from .data import read_table
 
+    _check_options(threshold, oof_folds, top_n, n_examples, max_cases)
     clf, found_version, manifest = _unwrap(model)
+    if not hasattr(clf, "predict_proba") or not hasattr(clf, "targets_"):
+        raise EvaluationDataError(f"expected a trained ComplaintClassifier or a StoredModel, got {type(clf).__name__}")
     version = version or found_version
     if isinstance(data, (str, Path)):
         data = read_table(data, encoding=encoding)
@@ -545,6 +548,19 @@ def evaluate(
                 continue
             report.comparisons[name] = _compare_target(reports[name], other, prepared, name, max_cases)
     return report
+
+
+def _check_options(threshold: Any, oof_folds: Any, top_n: Any, n_examples: Any, max_cases: Any) -> None:
+    from classifier.errors import ConfigError
+
+    values = threshold.values() if isinstance(threshold, Mapping) else [] if threshold is None else [threshold]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"threshold must be a number from 0 to 1, got {v!r}")
+    for name, v, low in (("oof_folds", oof_folds, 0), ("top_n", top_n, 2), ("n_examples", n_examples, 0),
+                         ("max_cases", max_cases, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
 def compare(model: Any, other: Any, data: pd.DataFrame | str | Path, **kw: Any) -> Report:
@@ -742,6 +758,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.top_n < 2:
         raise ConfigError(f"--top-n must be at least 2, got {args.top_n}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; give a folder for the report files")
+    if args.folds < 0:
+        raise ConfigError(f"--folds must be 0 (skip the disputed-labels check) or more, got {args.folds}")
     targets = parse_targets(args) if (args.category or args.agency or args.target) else None
     store = _store(args)
     stored = store.load(store.resolve(args.model))

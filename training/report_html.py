@@ -115,11 +115,12 @@ def _blend(share: float, rgb: tuple[int, int, int]) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def svg_heatmap(labels: list[str], matrix: np.ndarray, normalized: bool, title: str) -> str:
+def svg_heatmap(labels: list[str], matrix: np.ndarray, normalized: bool, title: str, grouped: bool = False) -> str:
     """A confusion heatmap: rows are true classes, columns predictions; correct cells blue, errors red.
 
     Counts are coloured on a square-root scale of the largest off-/on-diagonal value, shares linearly.
-    Each cell has a tooltip (``<title>``) with the full labels and numbers.
+    Each cell has a tooltip (``<title>``) with the full labels and numbers.  ``grouped``: the last row and
+    column sum the classes beyond the top N; they do not set the colour scale (they would wash it out).
     """
     n = len(labels)
     cell = 22 if n <= 20 else 18
@@ -131,9 +132,10 @@ def svg_heatmap(labels: list[str], matrix: np.ndarray, normalized: bool, title: 
     values = row_shares = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     if not normalized:
         values = m
-    off = values - np.diag(np.diag(values))
+    scale = values[:-1, :-1] if grouped and n > 1 else values
+    off = scale - np.diag(np.diag(scale))
     max_off = float(off.max()) if off.size else 0.0
-    max_diag = float(np.diag(values).max()) if n else 0.0
+    max_diag = float(np.diag(scale).max()) if len(scale) else 0.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}" '
              f'font-family="system-ui, sans-serif" font-size="{font}">',
@@ -151,7 +153,7 @@ def svg_heatmap(labels: list[str], matrix: np.ndarray, normalized: bool, title: 
             v = values[i, j]
             diag = i == j
             peak = max_diag if diag else max_off
-            share = (v / peak if normalized else math.sqrt(v / peak)) if peak > 0 else 0.0
+            share = min((v / peak if normalized else math.sqrt(v / peak)) if peak > 0 else 0.0, 1.0)
             color = _blend(share, (33, 102, 172) if diag else (203, 24, 29)) if v > 0 else "#ffffff"
             x, y = left + j * cell, top + i * cell
             tip = (f"true {labels[i]} → predicted {labels[j]}: {int(m[i, j])} case(s), "
@@ -159,7 +161,7 @@ def svg_heatmap(labels: list[str], matrix: np.ndarray, normalized: bool, title: 
             parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{color}" stroke="#e1e4e8">'
                          f"<title>{_e(tip)}</title></rect>")
             if v > 0:
-                txt = f"{100 * v:.0f}" if normalized else f"{int(v)}"
+                txt = ("<1" if v < 0.005 else f"{100 * v:.0f}") if normalized else f"{int(v)}"
                 ink = "#ffffff" if share > 0.6 else "#1b1f24"
                 parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + font / 3:.1f}" text-anchor="middle" '
                              f'fill="{ink}" pointer-events="none">{_e(txt)}</text>')
@@ -248,8 +250,8 @@ def _target_section(report: Report, t: TargetReport) -> str:
 {unseen}
 <h3>Confusion matrix</h3>
 {grouped}
-<div class="heatmaps">{svg_heatmap(labels, m, False, f"{name}: counts")}
-{svg_heatmap(labels, m, True, f"{name}: % of the true class")}</div>
+<div class="heatmaps">{svg_heatmap(labels, m, False, f"{name}: counts", grouped=bool(grouped))}
+{svg_heatmap(labels, m, True, f"{name}: % of the true class", grouped=bool(grouped))}</div>
 <h3>Most-confused pairs</h3>
 {_pairs_html(t)}
 <h3>Calibration</h3>

@@ -258,6 +258,20 @@ def test_empty_inputs(demo_model, tmp_path):
         evaluate(demo_model, [{"text": "x"}])
 
 
+def test_case_ids_travel_into_the_case_tables(tiny_model):
+    df = pd.DataFrame({"工单编号": ["NX-1", "NX-2", "NX-3", "NX-4"],
+                       "text": ["解放东街红绿灯坏了，路口堵车", "人民路井盖丢了", "李旺镇电采暖不热",
+                                "同心县出租车拒载"],
+                       "category": ["供暖供热", "道路设施", "供暖供热", "公共交通"]})
+    r = evaluate(tiny_model, df, targets={"category": "category"}, id_column="工单编号", oof_folds=0,
+                 compare=tiny_model)
+    wrong = r.targets["category"].misrouted
+    assert list(wrong.columns[:3]) == ["row", "id", "text"]
+    assert wrong[["row", "id", "given", "predicted"]].values.tolist() == [[2, "NX-1", "供暖供热", "交通秩序"]]
+    with pytest.raises(MissingColumnError, match=r"\['编号'\] not in the data"):
+        evaluate(tiny_model, df, targets={"category": "category"}, id_column="编号")
+
+
 @pytest.mark.parametrize("option, message", [
     ({"threshold": 1.5}, "threshold must be a number from 0 to 1, got 1.5"),
     ({"threshold": {"category": "high"}}, "threshold must be a number from 0 to 1, got 'high'"),

@@ -414,14 +414,24 @@ class _Rows:
     rows: np.ndarray  # spreadsheet row numbers (header = row 1)
     labels: dict[str, list[str | None]]
     summary: dict[str, Any]
+    ids: dict[int, str] | None = None  # spreadsheet row -> the case's id (``id_column``)
+
+    def with_ids(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` (with a ``row`` column) plus an ``id`` column after it, when the data has an id column."""
+        if self.ids is None or "row" not in df:
+            return df
+        out = df.copy()
+        out.insert(int(list(out.columns).index("row")) + 1, "id", [self.ids.get(int(r)) for r in out["row"]])
+        return out
 
 
-def _prepare(df: pd.DataFrame, text: str, targets: Mapping[str, str], max_length: int) -> _Rows:
+def _prepare(df: pd.DataFrame, text: str, targets: Mapping[str, str], max_length: int,
+             id_column: str | None = None) -> _Rows:
     if not isinstance(df, pd.DataFrame):
         raise EvaluationDataError(f"expected a pandas DataFrame (or a data file path), got {type(df).__name__}")
     if df.shape[0] == 0:
         raise EvaluationDataError("the data has no rows; give a file with labeled cases")
-    missing = [c for c in [text, *targets.values()] if c not in df.columns]
+    missing = [c for c in [text, *targets.values(), *([id_column] if id_column else [])] if c not in df.columns]
     if missing:
         raise MissingColumnError(
             f"column(s) {missing} not in the data; its columns are {list(df.columns)}. "
@@ -449,7 +459,11 @@ def _prepare(df: pd.DataFrame, text: str, targets: Mapping[str, str], max_length
     summary = {"source": df.attrs.get("source", "DataFrame"), "rows": int(len(df)), "rows_evaluated": len(texts),
                "skipped_empty_text": empty, "skipped_too_long": too_long, "text_column": text,
                "target_columns": dict(targets), "file_sha256": df.attrs.get("sha256")}
-    return _Rows(texts, np.asarray(rows), labels, summary)
+    ids = None
+    if id_column:
+        values = df[id_column].tolist()
+        ids = {r: ("" if _label(values[r - 2]) is None else str(values[r - 2]).strip()) for r in rows}
+    return _Rows(texts, np.asarray(rows), labels, summary, ids)
 
 
 def _label(v: Any) -> str | None:
@@ -506,6 +520,7 @@ def evaluate(
     max_cases: int = 1000,
     seed: int = 0,
     encoding: str | None = None,
+    id_column: str | None = None,
 ) -> Report:
     """Measure ``model`` on labeled ``data`` and return a ``Report`` (nothing is written or printed).
 
@@ -513,7 +528,8 @@ def evaluate(
     and manifest).  ``targets``: target name -> label column (default: the model's target names that are
     columns of the data).  ``threshold``: the review threshold (default: the model's, 0.5).  ``oof_folds``:
     folds for the disputed-labels check (0: skip it).  ``top_n``: heatmap size.  ``max_cases``: rows kept
-    in the misrouted / disputed / flipped tables (most certain first).
+    in the misrouted / disputed / flipped tables (most certain first).  ``id_column``: a case id column
+    (e.g. the work-order number) copied into the case tables next to the spreadsheet row.
     """
     from .data import read_table
 
@@ -527,7 +543,7 @@ def evaluate(
     if not isinstance(data, pd.DataFrame):
         raise EvaluationDataError(f"expected a pandas DataFrame or a data file path, got {type(data).__name__}")
     chosen, skipped = _resolve_targets(clf, data, targets)
-    prepared = _prepare(data, text, chosen, clf.max_text_length)
+    prepared = _prepare(data, text, chosen, clf.max_text_length, id_column)
     # features once, for the out-of-fold refits; predictions go through the model's own predict_proba
     X = clf.transform(prepared.texts) if oof_folds >= 2 else None
     reports: dict[str, TargetReport] = {}
@@ -631,7 +647,8 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     return TargetReport(
         target=name, column=column, metrics=metrics, labels=labels, confusion=counts, per_class=per_class,
         pairs=pairs, calibration=reliability_table(score, correct), review=review_table(score, correct, threshold),
-        misrouted=misrouted, disputed=disputed, unseen_labels=unseen_labels, predictions=predictions,
+        misrouted=prepared.with_ids(misrouted), disputed=prepared.with_ids(disputed),
+        unseen_labels=unseen_labels, predictions=predictions,
         threshold=threshold, notes=notes,
     )
 
@@ -722,7 +739,7 @@ def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
     flips_df = pd.DataFrame(flips, columns=["row", "text", "given", "this", "other", "direction"])
     flips_df = flips_df.sort_values(["direction", "row"], ascending=[False, True]).head(max_cases)
     return Comparison(target=name, metrics=metrics, per_class=per_class.reset_index(drop=True),
-                      flips=flips_df.reset_index(drop=True))
+                      flips=prepared.with_ids(flips_df.reset_index(drop=True)))
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -740,6 +757,8 @@ def add_command(sub: Any) -> None:
     p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN", help="any other target")
     p.add_argument("--compare", metavar="OTHER_VERSION", help="also evaluate this version; deltas are --model minus it")
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
+    p.add_argument("--id", dest="id_column", metavar="COLUMN",
+                   help="case id column (e.g. the work-order number) to copy into the case tables")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
     p.add_argument("--threshold", type=float, help="review threshold (default: the model's, 0.5)")
     p.add_argument("--folds", type=int, default=3, help="folds for the disputed-labels check (0: skip)")
@@ -767,7 +786,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     stored = store.load(store.resolve(args.model))
     other = store.load(store.resolve(args.compare)) if args.compare else None
     report = evaluate(stored, args.data, text=args.text, targets=targets, compare=other, threshold=args.threshold,
-                      oof_folds=args.folds, top_n=args.top_n, encoding=args.encoding)
+                      oof_folds=args.folds, top_n=args.top_n, encoding=args.encoding,
+                      id_column=args.id_column)
     written = report.save(args.out)
     summary = {name: {k: round(t.metrics[k], 4) for k in _HEADLINE} for name, t in report.targets.items()}
     if args.json:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -73,6 +74,8 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=256, description="threads per worker running predictions; more "
+                         "only adds GIL contention for this CPU-bound work")
     train_demo_if_empty: bool = Field(default=True, description="train the Ningxia demo model into an empty "
                                       "store at start-up")
     strict_versions: bool = Field(default=False, description="refuse models trained with other library versions")
@@ -498,6 +501,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if holder.current is None:
             holder.current = load_model(settings)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         metrics.set_model(holder.current.version)
         log.info(json.dumps({"event": "model_loaded", "version": holder.current.version, "pid": os.getpid()}))
         yield
@@ -540,7 +544,7 @@ def create_app(
 
     @app.post("/predict", response_model=PredictResponse, dependencies=client_auth,
               responses={**_ERRORS, **(_AUTH_ERRORS if client_auth else {})})
-    def predict(body: PredictRequest, request: Request, current: Model) -> dict[str, Any]:
+    def predict(body: PredictRequest, request: Request, current: Model) -> Response:
         """Classify one complaint: label, calibrated score and top-k alternatives for each target."""
         info = request.scope["hotline"]
         info["text_length"] = len(body.text)
@@ -554,11 +558,12 @@ def create_app(
         metrics.observe_predictions([result])
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
-        return {**result, "model_version": current.version, "request_id": info["request_id"]}
+        return _json(PredictResponse.model_validate(
+            {**result, "model_version": current.version, "request_id": info["request_id"]}))
 
     @app.post("/predict/batch", response_model=BatchResponse, dependencies=client_auth,
               responses={**_ERRORS, **(_AUTH_ERRORS if client_auth else {})})
-    def predict_batch(body: BatchRequest, request: Request, current: Model) -> dict[str, Any]:
+    def predict_batch(body: BatchRequest, request: Request, current: Model) -> Response:
         """Classify up to `max_batch_size` complaints; results come back in order with their ids.  An unusable
         item (empty or too long) fails alone, with its reason."""
         info = request.scope["hotline"]
@@ -593,8 +598,8 @@ def create_app(
             metrics.observe_predictions(ok)
         failed = sum(r["error"] is not None for r in results)
         info["failed"] = failed
-        return {"model_version": current.version, "request_id": info["request_id"], "results": results,
-                "failed": failed}
+        return _json(BatchResponse.model_validate({"model_version": current.version, "request_id": info["request_id"],
+                                                   "results": results, "failed": failed}))
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, str]:
@@ -667,6 +672,12 @@ def create_app(
                     "previous_version": previous.version if previous else None}
 
     return app
+
+
+def _json(response: BaseModel) -> Response:
+    """The response, validated by its model in the route's worker thread and serialized by pydantic: FastAPI
+    would validate it again in a second trip through the thread pool (the response_model still documents it)."""
+    return Response(response.model_dump_json(), media_type="application/json")
 
 
 def _text_problem(text: str, limit: int) -> tuple[str, str] | None:

@@ -573,3 +573,11 @@ def test_bad_cli_settings_exit_with_a_message():
     args = build_parser().parse_args(["serve", "--port", "0"])
     with pytest.raises(SystemExit, match="refusing to start with these settings:\n  port: Input should be greater"):
         serve._settings_from(args)
+
+
+def test_prediction_threads_per_worker_come_from_settings(store):
+    import anyio.to_thread
+
+    with make_client(store[0], threads=2) as c:
+        assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 2
+        assert c.post("/predict", json={"text": TRAFFIC}).status_code == 200

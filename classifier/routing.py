@@ -8,8 +8,11 @@ directory), so every agency's cases teach the function for all counties.  At pre
 
 where ``place`` comes from the ``PlaceResolver`` and ``s`` is its score.  A town-level function (town
 government, street office) needs the town: when only the county is known, its mass goes to that county's town
-agencies in proportion to the flat model's belief in them.  When the place is unknown, or the directory has no
-entry, the flat agency model decides alone.  Each result says which path it took under ``"routing"``.
+agencies in proportion to the flat model's belief in them.  When the text names no deciding place, a ``county``
+head (trained on the county of every case's agency) proposes the counties, kept to those the text leaves open
+(an ambiguous town's, tied counties, a named city's), and the sum runs over them weighted by its probabilities.
+When there is no county head, or the directory has no entry, the flat agency model decides alone.  Each result
+says which path it took under ``"routing"`` (``place.source``: "gazetteer" or "model").
 
 Without a directory (``directory=None``) the model is exactly a ``ComplaintClassifier``.
 """
@@ -43,9 +46,9 @@ class RoutedClassifier(ComplaintClassifier):
 
     Parameters: those of ``ComplaintClassifier`` plus ``directory`` (a ``RoutingDirectory`` or None).
 
-    After ``fit``: ``directory_``, ``resolver_``, ``heads_["function"]`` (not among ``targets_``, so results
-    keep the flat model's shape), ``agency_classes_`` (the flat model's agencies plus every directory agency:
-    the router can name an agency it never saw), ``routing_summary_``.
+    After ``fit``: ``directory_``, ``resolver_``, ``heads_["function"]`` and ``heads_["county"]`` (not among
+    ``targets_``, so results keep the flat model's shape), ``agency_classes_`` (the flat model's agencies
+    plus every directory agency: the router can name an agency it never saw), ``routing_summary_``.
     """
 
     directory_: RoutingDirectory | None

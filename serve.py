@@ -11,7 +11,8 @@ The model is loaded once: by ``serve()`` before the workers fork (they share its
 the app's lifespan when the app is built without one.  A reload builds the new model completely, then swaps a
 single reference: every request reads that reference once, so it is answered by exactly one version.
 With several workers a reload in one worker is relayed to the others through the supervisor (SIGHUP), and
-``kill -HUP <supervisor pid>`` reloads them all.
+``kill -HUP <supervisor pid>`` reloads them all; set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so that
+``/metrics`` sums all workers (prometheus-client's multiprocess mode).
 """
 
 import argparse
@@ -335,6 +336,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         r = self.registry
         self.requests = Counter("hotline_requests", "HTTP requests by route, method and status",
                                 ["route", "method", "status"], registry=r)
@@ -347,13 +349,17 @@ class ServiceMetrics:
                                    ["target", "label"], registry=r)
         self.texts = Counter("hotline_texts_classified", "Texts classified", registry=r)
         self.review = Counter("hotline_texts_needing_review", "Texts whose result needs review", registry=r)
+        # with several workers (PROMETHEUS_MULTIPROC_DIR set) these gauges have one sample per worker (pid)
         self.review_rate = Gauge("hotline_review_rate", "Share of texts classified by this process that need "
-                                 "review (rate() of the two counters gives it per window)", registry=r)
-        self.model_info = Gauge("hotline_model_info", "The loaded model version (value 1)", ["version"], registry=r)
+                                 "review (rate() of the two counters gives it per window)", registry=r,
+                                 multiprocess_mode="liveall")
+        self.model_info = Gauge("hotline_model_info", "The loaded model version (value 1)", ["version"], registry=r,
+                                multiprocess_mode="liveall")
         self.reloads = Counter("hotline_model_reloads", "Model reloads by outcome", ["outcome"], registry=r)
         self._lock = threading.Lock()
         self._n_texts = 0
         self._n_review = 0
+        self._versions: set[str] = set()
 
     def observe_predictions(self, predictions: list[dict[str, Any]]) -> None:
         review = 0
@@ -368,9 +374,25 @@ class ServiceMetrics:
             self._n_review += review
             self.review_rate.set(self._n_review / self._n_texts if self._n_texts else 0.0)
 
+    def exposition(self) -> bytes:
+        """The text format: this process's metrics, or every worker's summed when PROMETHEUS_MULTIPROC_DIR is
+        set (the supervisor sets it for several workers)."""
+        if not self.multiprocess:
+            return bytes(generate_latest(self.registry))
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return bytes(generate_latest(registry))
+
     def set_model(self, version: str) -> None:
-        self.model_info.clear()
+        if self.multiprocess:  # clear() cannot reach the other workers' files: mark the old version 0
+            for old in self._versions - {version}:
+                self.model_info.labels(old).set(0)
+        else:
+            self.model_info.clear()
         self.model_info.labels(version).set(1)
+        self._versions.add(version)
 
 
 # -- request log, request ids and latency (plain ASGI: no per-request task or body copy) ---------------------
@@ -644,7 +666,7 @@ def create_app(
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
     def prometheus_metrics() -> Response:
         """Prometheus metrics of this worker process."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     if settings.admin_api_key is not None:
 
@@ -800,6 +822,10 @@ def serve(settings: ServiceSettings) -> int:
     def say(msg: str) -> None:
         log.info(json.dumps({"event": "startup", "message": msg}, ensure_ascii=False))
 
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning(json.dumps({"event": "startup", "message": f"{settings.workers} workers without "
+                                "PROMETHEUS_MULTIPROC_DIR: /metrics shows only the worker that answers the scrape; "
+                                "set it to an empty directory to sum all workers"}))
     prepare_store(settings, say)
     try:
         loaded = load_model(settings)
@@ -891,6 +917,10 @@ def _supervise(settings: ServiceSettings, loaded: LoadedModel, sock: socket.sock
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:  # a previous run's files would be summed with ours
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink()
     for n in range(settings.workers):
         spawn(n)
     restarts: list[float] = []
@@ -900,6 +930,10 @@ def _supervise(settings: ServiceSettings, loaded: LoadedModel, sock: socket.sock
         except ChildProcessError:
             break
         dead = children.pop(pid, None)
+        if metrics_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)
         if dead is None or stopping:
             continue
         now = time.monotonic()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -63,18 +64,35 @@ def test_real_server_answers_over_http_and_logs_json(store, tmp_path):
 def test_two_workers_all_reload_when_one_is_asked(tiny_model, tmp_path):
     store, v1 = tiny_store(tmp_path / "store", tiny_model)
     v2 = save_model(tiny_classifier(seed=3), store, promote=False)
-    with server_process(store.path, tmp_path / "server.log", workers=2, HOTLINE_ADMIN_API_KEY=ADMIN_KEY) as (url, _):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_99999.db").write_bytes(b"stale")  # a previous run's file: the supervisor clears it
+    with server_process(store.path, tmp_path / "server.log", workers=2, HOTLINE_ADMIN_API_KEY=ADMIN_KEY,
+                        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as (url, proc):
+        assert len(worker_pids(proc.pid)) == 2
         assert httpx.post(url + "/predict", json={"text": TEXT}).json()["model_version"] == v1
         store.promote(v2)
         r = httpx.post(url + "/admin/reload", headers={"x-api-key": ADMIN_KEY}, timeout=30)
         assert r.status_code == 200 and r.json()["version"] == v2
         # the other worker reloads on the supervisor's SIGHUP; new connections may land on either worker
         deadline = time.monotonic() + 30
-        streak = 0
+        streak, sent = 0, 1
         while streak < 20 and time.monotonic() < deadline:
             version = httpx.post(url + "/predict", json={"text": TEXT}).json()["model_version"]
-            streak = streak + 1 if version == v2 else 0
+            streak, sent = (streak + 1 if version == v2 else 0), sent + 1
         assert streak == 20, "a worker still answers with the old version"
+        # /metrics sums both workers: every /predict so far is counted, whichever worker answers the scrape
+        text = httpx.get(url + "/metrics").text
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith('hotline_requests_total{method="POST",route="/predict"'))
+        assert counted == sent
+        serving = [line for line in text.splitlines() if line.startswith("hotline_model_info{") and
+                   line.endswith(" 1.0")]
+        assert len(serving) == 2 and all(f'version="{v2}"' in line for line in serving)  # one sample per worker
+
+
+def worker_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def test_empty_store_without_demo_exits_with_how_to_train(tmp_path):

@@ -67,13 +67,15 @@ def holdout_counties(draws: int, n_counties: int = 4, seed: int = 0) -> dict:
             routed = np.array([r["agency"]["label"] for r in details])
             top3 = np.array([t in [a["label"] for a in r["agency"]["alternatives"]] for t, r in zip(truth, details)])
             path = np.array([r["routing"]["path"] for r in details])
+            named = np.array([r["routing"]["place"]["source"] == "gazetteer" for r in details])
+            review = np.array([r["needs_review"] for r in details])
             seen_agency = np.array([a in known for a in truth])
-            run["groups"][name] = _scores(truth, flat, routed, top3, path, seen_agency)
+            run["groups"][name] = _scores(truth, flat, routed, top3, path, seen_agency, named, review)
         runs.append(run)
     return {"rows": len(data), "counties": len(counties), "runs": runs, "summary": _summarize(runs)}
 
 
-def _scores(truth, flat, routed, top3, path, seen_agency) -> dict:  # noqa: ANN001
+def _scores(truth, flat, routed, top3, path, seen_agency, named, review) -> dict:  # noqa: ANN001
     out = {
         "n": int(len(truth)),
         "flat": float(np.mean(flat == truth)),
@@ -83,6 +85,14 @@ def _scores(truth, flat, routed, top3, path, seen_agency) -> dict:  # noqa: ANN0
         "combined_on_directory_path": float(np.mean((routed == truth)[path == "directory"]))
         if (path == "directory").any() else None,
     }
+    for label, m in (("place_named", named), ("place_inferred", ~named)):
+        out[label] = {
+            "n": int(m.sum()),
+            "flat": float(np.mean((flat == truth)[m])) if m.any() else None,
+            "combined": float(np.mean((routed == truth)[m])) if m.any() else None,
+            "review": float(np.mean(review[m])) if m.any() else None,
+            "combined_unflagged": float(np.mean((routed == truth)[m & ~review])) if (m & ~review).any() else None,
+        }
     for label, m in (("agency_seen", seen_agency), ("agency_unseen", ~seen_agency)):
         out[label] = {
             "n": int(m.sum()),
@@ -103,6 +113,13 @@ def _summarize(runs: list[dict]) -> dict:
             "combined_top3": _pooled(g, "combined_top3"),
             "directory_path_share": _pooled(g, "directory_path_share"),
             "agency_unseen_n": sum(x["agency_unseen"]["n"] for x in g),
+            "place_named_n": sum(x["place_named"]["n"] for x in g),
+            "place_named_flat": _pooled([x["place_named"] for x in g], "flat"),
+            "place_named_combined": _pooled([x["place_named"] for x in g], "combined"),
+            "place_inferred_flat": _pooled([x["place_inferred"] for x in g], "flat"),
+            "place_inferred_combined": _pooled([x["place_inferred"] for x in g], "combined"),
+            "place_named_review": _pooled([x["place_named"] for x in g], "review"),
+            "place_inferred_review": _pooled([x["place_inferred"] for x in g], "review"),
             "agency_unseen_flat": _pooled([x["agency_unseen"] for x in g], "flat"),
             "agency_unseen_combined": _pooled([x["agency_unseen"] for x in g], "combined"),
             "agency_seen_flat": _pooled([x["agency_seen"] for x in g], "flat"),
@@ -180,12 +197,21 @@ def markdown(res: dict) -> str:
         f"Demo corpus: {h['rows']} cases, {h['counties']} counties; {len(h['runs'])} draws of 4 held-out counties "
         f"(seed 0): {'; '.join(', '.join(r['held_out']) for r in h['runs'])}. Pooled over draws:",
         "",
-        "| cases | n | flat agency acc | combined agency acc | combined top-3 | routed by directory |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| cases | n | flat agency acc | combined agency acc | combined top-3 |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for group, s in h["summary"].items():
         lines.append(f"| {group} | {s['n']} | {_pct(s['flat'])} | {_pct(s['combined'])} | "
-                     f"{_pct(s['combined_top3'])} | {_pct(s['directory_path_share'])} |")
+                     f"{_pct(s['combined_top3'])} |")
+    lines += ["", "| place of the case | n | flat | combined | flagged needs_review |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for group, s in h["summary"].items():
+        lines.append(f"| named in the text, resolved by the gazetteer ({group}) | {s['place_named_n']} | "
+                     f"{_pct(s['place_named_flat'])} | {_pct(s['place_named_combined'])} | "
+                     f"{_pct(s['place_named_review'])} |")
+        lines.append(f"| not named, county inferred by the county model ({group}) | "
+                     f"{s['n'] - s['place_named_n']} | {_pct(s['place_inferred_flat'])} | "
+                     f"{_pct(s['place_inferred_combined'])} | {_pct(s['place_inferred_review'])} |")
     lines += ["", "| agency of the case | n | flat | combined |", "| --- | ---: | ---: | ---: |"]
     for group, s in h["summary"].items():
         lines.append(f"| seen in training ({group}) | {s['n'] - s['agency_unseen_n']} | "

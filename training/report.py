@@ -619,9 +619,8 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     predictions = pd.DataFrame({"position": pos, "row": rows, "given": given, "predicted": predicted,
                                 "score": score, "given_score": given_score, "correct": correct})
     pairs = confused_pairs(counts, labels)
-    pairs["examples"] = [
-        _examples(predictions, texts, r["true"], r["predicted"], n_examples) for _, r in pairs.iterrows()
-    ]
+    examples = _examples(predictions, texts, n_examples)
+    pairs["examples"] = [examples.get((t, p), []) for t, p in zip(pairs["true"], pairs["predicted"])]
     notes: list[str] = []
     unseen = pd.Series([g for g in given if g not in class_index], dtype=object).value_counts()
     unseen_labels = pd.DataFrame({"label": [str(k) for k in unseen.index], "cases": unseen.to_numpy(dtype=int)})
@@ -653,11 +652,16 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     )
 
 
-def _examples(predictions: pd.DataFrame, texts: list[str], true: str, pred: str, n: int) -> list[dict[str, Any]]:
-    sel = predictions[(predictions["given"] == true) & (predictions["predicted"] == pred)]
-    sel = sel.sort_values(["score", "row"], ascending=[False, True]).head(n)
-    return [{"row": int(r.row), "text": _example_text(texts[i]), "score": float(r.score),
-             "given_score": float(r.given_score)} for i, r in zip(sel.index, sel.itertuples())]
+def _examples(predictions: pd.DataFrame, texts: list[str], n: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Up to ``n`` masked example texts per (true, predicted) error pair, the most confident first."""
+    wrong = predictions[~predictions["correct"]].sort_values(["score", "row"], ascending=[False, True])
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (true, pred), group in wrong.groupby(["given", "predicted"], sort=False):
+        out[(str(true), str(pred))] = [
+            {"row": int(r.row), "text": _example_text(texts[i]), "score": float(r.score),
+             "given_score": float(r.given_score)} for i, r in zip(group.index[:n], group.head(n).itertuples())
+        ]
+    return out
 
 
 def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: int,
@@ -671,19 +675,23 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
 
     from classifier.model import TargetHead, _softmax
 
-    labels = np.unique(given)
-    _, counts = np.unique(given, return_counts=True)
-    folds = min(folds, len(given))
-    if counts.min() >= folds:
-        splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    else:
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    labels, counts = np.unique(given, return_counts=True)
+    count_of = dict(zip(labels, counts))
+    # a class with one case here can neither be judged out of fold nor be suggested with any confidence:
+    # leaving it out of the refits keeps them fast (a linear SVM is one-vs-rest: its cost grows with classes)
+    idx = np.flatnonzero([count_of[g] >= 2 for g in given])
+    if len(np.unique(given[idx])) < 2:
+        return empty, "disputed labels not computed: fewer than 2 classes have 2 or more cases"
+    folds = min(folds, len(idx))
+    stratify = int(counts[counts >= 2].min()) >= folds
+    splitter: Any = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     cfg = clf._config().model.model_copy(update={"calibration": "none"})
     # the flat text head's temperature (a routed agency model also keeps its flat head under heads_)
     temperature = float(getattr(getattr(clf, "heads_", {}).get(name), "temperature_", 1.0))
     proba = np.zeros((len(given), len(labels)))
     scorable = np.zeros(len(given), dtype=bool)
-    for train, test in splitter.split(np.zeros(len(given)), given if counts.min() >= folds else None):
+    for train, test in splitter.split(idx, given[idx] if stratify else None):
+        train, test = idx[train], idx[test]
         fold_classes = np.unique(given[train])
         if len(fold_classes) < 2:
             continue
@@ -697,7 +705,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
     note = None
     if (~scorable).any():
         note = (f"{int((~scorable).sum())} case(s) not checked for disputed labels: their class has too few "
-                f"cases to appear in every {folds}-fold training part")
+                f"cases here to be judged out of fold ({folds} folds)")
     if not len(found):
         return empty, note
     found = found.head(max_cases)

@@ -124,3 +124,22 @@ def test_store_comes_from_the_environment(trained_store, capsys, monkeypatch):
     monkeypatch.setenv("HOTLINE_MODEL_STORE", str(trained_store))
     code, out, _ = run(["predict", "--json", "学校乱收费"], capsys)
     assert code == 0 and json.loads(out)["category"]["label"] == "教育"
+
+
+def test_train_with_a_routing_directory_routes_agencies(export, tmp_path, capsys):
+    from training.demo import DEMO_DIR
+
+    code, out, err = run(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--agency", "承办单位",
+                          "--min-class-count", "1", "--directory", str(DEMO_DIR), "--store", str(tmp_path),
+                          "--json"], capsys)
+    assert code == 0, err
+    code, out, _ = run(["predict", "--json", "--store", str(tmp_path), "大武口区朝阳西街的路灯坏了好几天"], capsys)
+    result = json.loads(out)
+    assert result["routing"]["path"] == "directory"
+    assert result["agency"]["label"].startswith("大武口区")
+
+
+def test_bad_routing_directory_is_a_clear_error(export, tmp_path, capsys):
+    code, _, err = run(["train", str(export), "--text", "留言详情", "--agency", "承办单位", "--min-class-count", "1",
+                        "--directory", str(tmp_path / "nowhere"), "--store", str(tmp_path)], capsys)
+    assert code == 2 and "routing directory folder" in err and "does not exist" in err

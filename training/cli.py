@@ -20,12 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from classifier.config import TrainingConfig, load_config
-from classifier.errors import ComplaintInputError, ConfigError, DictionaryError, ModelStoreError, TrainingDataError
+from classifier.errors import (
+    ComplaintInputError,
+    ConfigError,
+    DictionaryError,
+    DirectoryError,
+    ModelStoreError,
+    TrainingDataError,
+)
 from classifier.store import ModelStore, default_store_path
 
 __all__ = ["main", "build_parser"]
 
-USER_ERRORS = (ComplaintInputError, ConfigError, DictionaryError, ModelStoreError, TrainingDataError, KeyError)
+USER_ERRORS = (ComplaintInputError, ConfigError, DictionaryError, DirectoryError, ModelStoreError, TrainingDataError,
+               KeyError)
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -60,6 +68,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--user-dict", type=Path, help="jieba user dictionary (embedded in the model)")
     p.add_argument("--stop-words", type=Path, help="stop-word list (embedded in the model)")
+    p.add_argument("--directory", type=Path, metavar="FOLDER",
+                   help="routing directory (places.csv, agencies.csv, functions.csv): route agencies by "
+                        "place and function instead of the flat agency model alone")
     p.add_argument("--promote", action="store_true", help="make the new version current")
     p.add_argument("--quiet", action="store_true", help="no progress bars or report")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -97,8 +108,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = training_config(args)
     log = None if (args.quiet or args.json) else (lambda m: print(m, file=sys.stderr))
+    directory = None
+    if args.directory is not None:
+        from classifier.jurisdiction import RoutingDirectory
+
+        directory = RoutingDirectory.from_dir(args.directory)
     model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
-                  progress=False if args.quiet else None, log=log, encoding=args.encoding)
+                  progress=False if args.quiet else None, log=log, encoding=args.encoding, directory=directory)
     store = _store(args)
     version = save_model(model, store, promote=True if args.promote else None)
     current = store.current() == version

@@ -17,7 +17,9 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from classifier.config import TrainingConfig
 from classifier.errors import TrainingDataError
+from classifier.jurisdiction import RoutingDirectory
 from classifier.model import ComplaintClassifier
+from classifier.routing import RoutedClassifier
 from classifier.store import ModelStore
 from classifier.text import ComplaintTokenizer
 
@@ -35,13 +37,16 @@ def train(
     progress: bool | None = None,
     log: Any = None,
     encoding: str | None = None,
+    directory: RoutingDirectory | None = None,
 ) -> ComplaintClassifier:
     """Validate ``data``, measure on a seeded stratified hold-out (and optional k-fold CV), fit, and return
     the model with ``validation_report``, ``metrics`` and ``training_data`` attached.
 
     ``targets`` maps target names to columns, e.g. ``{"category": "一级标签", "agency": "承办单位"}``; a data
     set with only one of them trains only that one.  ``progress``: tqdm bars (default: when stderr is a
-    terminal).  ``log``: a callable for progress lines (default: none).
+    terminal).  ``log``: a callable for progress lines (default: none).  ``directory``: a
+    ``RoutingDirectory``; the model is then a ``RoutedClassifier`` that routes agencies by (place, function),
+    and the hold-out agency metrics measure that routing.
     """
     config = config or TrainingConfig()
     say = log or (lambda _msg: None)
@@ -71,20 +76,21 @@ def train(
     if config.test_size > 0:
         train_idx, test_idx = _holdout_split(clean, names, config, report)
         say(f"hold-out: training on {len(train_idx)} rows, measuring on {len(test_idx)}")
-        model, metrics = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, progress)
+        model, metrics = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, progress, directory)
         for name in names:
             metrics[name]["split"] = "holdout"
     if config.cv_folds >= 2:
         say(f"{config.cv_folds}-fold cross-validation")
-        for name, scores in _cross_validate(clean, names, config, tokenizer).items():
+        for name, scores in _cross_validate(clean, names, config, tokenizer, directory).items():
             metrics.setdefault(name, {})["cv"] = scores
     if config.test_size == 0 or config.refit_full:
         say(f"fitting on all {len(clean)} rows")
-        model = ComplaintClassifier(config, tokenizer=tokenizer, progress=progress)
+        model = _new_model(config, tokenizer, progress, directory)
         model.fit(clean["text"].tolist(), {n: clean[n].tolist() for n in names})
     model.validation_report = report
     model.metrics = metrics
     model.training_data = {
+        **getattr(model, "training_data", {}),  # a routed model has put its directory summary here
         "source": data.attrs.get("source", "DataFrame"),
         "encoding": data.attrs.get("encoding"),
         "file_sha256": data.attrs.get("sha256"),
@@ -104,20 +110,29 @@ def fit_and_measure(
     config: TrainingConfig,
     tokenizer: ComplaintTokenizer | None = None,
     progress: bool = False,
+    directory: RoutingDirectory | None = None,
 ) -> tuple[ComplaintClassifier, dict[str, Any]]:
-    """Fit on ``train_idx`` rows and measure every target on the ``test_idx`` rows that carry its label."""
+    """Fit on ``train_idx`` rows and measure every target on the ``test_idx`` rows that carry its label
+    (through the model's own ``predict_proba``, so a routed model is measured as it routes)."""
     part = clean.iloc[train_idx]
-    model = ComplaintClassifier(config, tokenizer=tokenizer, progress=progress)
+    model = _new_model(config, tokenizer, progress, directory)
     model.fit(part["text"].tolist(), {n: part[n].tolist() for n in names})
     test = clean.iloc[test_idx]
-    X = model.transform(test["text"].tolist())
     metrics = {}
     for name in names:
         has = test[name].notna().to_numpy()
-        head = model.heads_[name]
-        proba = head.predict_proba(X[np.flatnonzero(has)])
+        proba = model.predict_proba(test.loc[has, "text"].tolist(), name)
         metrics[name] = classification_metrics(test.loc[has, name].tolist(), proba, model.classes(name))
     return model, metrics
+
+
+def _new_model(
+    config: TrainingConfig, tokenizer: ComplaintTokenizer | None, progress: bool,
+    directory: RoutingDirectory | None,
+) -> ComplaintClassifier:
+    if directory is None:
+        return ComplaintClassifier(config, tokenizer=tokenizer, progress=progress)
+    return RoutedClassifier(config, tokenizer=tokenizer, progress=progress, directory=directory)
 
 
 def _stratify_labels(clean: pd.DataFrame, names: list[str]) -> pd.Series:
@@ -137,7 +152,8 @@ def _holdout_split(
 
 
 def _cross_validate(
-    clean: pd.DataFrame, names: list[str], config: TrainingConfig, tokenizer: ComplaintTokenizer
+    clean: pd.DataFrame, names: list[str], config: TrainingConfig, tokenizer: ComplaintTokenizer,
+    directory: RoutingDirectory | None = None,
 ) -> dict[str, dict[str, Any]]:
     strat = _stratify_labels(clean, names)
     folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
@@ -149,7 +165,7 @@ def _cross_validate(
             f"cannot run {config.cv_folds}-fold CV: {exc}. Lower --cv or --min-class-count"
         ) from None
     for train_idx, test_idx in splits:
-        _, m = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer)
+        _, m = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, directory=directory)
         for n in names:
             for k in per[n]:
                 per[n][k].append(m[n][k])

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -23,12 +24,15 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import NotAListError
 from .text import ComplaintTokenizer, normalize
 
-__all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many"]
+__all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
 
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
 # char "路" (words are the fewer, so they pay for the prefix)
 WORD_PREFIX = "\x01"
-_PARALLEL_MIN_CHARS = 500_000  # below this, process start-up costs more than it saves
+# below this many characters a batch is analyzed in-process: handing chunks to worker processes costs more
+# than it saves (about 5,000 short titles or 300 long messages)
+_PARALLEL_MIN_CHARS = 100_000
+_PARALLEL_MIN_TEXTS = 200
 
 
 class ComplaintVectorizer(TransformerMixin, BaseEstimator):
@@ -100,10 +104,16 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, raw_documents: Sequence[str], y: Any = None, **fit_params: Any) -> sp.csr_matrix:
         _check_documents(raw_documents)
-        analyzed = analyze_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress)
         vocab: defaultdict[str, int] = defaultdict()
         vocab.default_factory = vocab.__len__
-        counts = _count(analyzed, vocab.__getitem__, lambda: len(vocab))
+        parts = []
+        for names, X in count_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress):
+            # chunks count against their own vocabulary; merging in chunk order keeps first-appearance order
+            remap = np.fromiter(map(vocab.__getitem__, names), dtype=np.int32, count=len(names))
+            X.indices = remap[X.indices]
+            parts.append(X)
+        width = len(vocab)
+        counts = _stack(parts, width)
         n_docs = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1])
         keep = (df >= self.min_df) & (df <= self.max_df * n_docs)
@@ -129,12 +139,15 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
         n_jobs = self.n_jobs if len(raw_documents) > 1 else 1
-        return self._to_matrix(analyze_many(self, raw_documents, n_jobs=n_jobs, progress=self.progress))
-
-    def _to_matrix(self, analyzed: Iterable[list[str]]) -> sp.csr_matrix:
         get = self.vocabulary_.get
         n = len(self.vocabulary_)
-        return self._weight(_count(analyzed, lambda f: get(f, n), lambda: n + 1)[:, :n])
+        parts = []
+        for names, X in count_many(self, raw_documents, n_jobs=n_jobs, progress=self.progress):
+            remap = np.fromiter(map(get, names, repeat(n)), dtype=np.int32, count=len(names))
+            X.indices = remap[X.indices]
+            parts.append(X)
+        # unknown features were mapped to the extra column n, which is dropped here
+        return self._weight(_stack(parts, n + 1)[:, :n])
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
@@ -198,22 +211,43 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _count(analyzed: Iterable[list[str]], index: Any, width: Any) -> sp.csr_matrix:
-    """A csr matrix of feature counts; ``index`` maps a feature to its column (C-level ``map``, no Python loop
-    per feature: this is where most of the fitting time would otherwise go)."""
+def _count_chunk(analyzer: ComplaintVectorizer, texts: Sequence[str]) -> tuple[list[str], sp.csr_matrix]:
+    """Feature counts of some texts against their own vocabulary: (feature names, csr counts).
+
+    The name -> column map is filled with C-level ``map`` (no Python loop per feature: this is where most of
+    the fitting time would otherwise go).  Worker processes return only the distinct names, not every feature.
+    """
+    vocab: defaultdict[str, int] = defaultdict()
+    vocab.default_factory = vocab.__len__
+    index = vocab.__getitem__
     chunks: list[np.ndarray] = []
     lengths: list[int] = []
-    for feats in analyzed:
-        ids = np.fromiter(map(index, feats), dtype=np.int32, count=len(feats))
-        chunks.append(ids)
-        lengths.append(len(ids))
+    for t in texts:
+        feats = analyzer.analyze(t)
+        chunks.append(np.fromiter(map(index, feats), dtype=np.int32, count=len(feats)))
+        lengths.append(len(feats))
     indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     indices = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
     X = sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), width())
+        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), len(vocab))
     )
     X.sum_duplicates()
+    return list(vocab), X
+
+
+def _stack(parts: list[sp.csr_matrix], width: int) -> sp.csr_matrix:
+    """Row-stack count chunks whose indices were remapped into a shared vocabulary of ``width`` columns."""
+    indptr = [np.zeros(1, dtype=np.int64)]
+    offset = 0
+    for X in parts:
+        indptr.append(X.indptr[1:].astype(np.int64) + offset)
+        offset += X.indptr[-1]
+    indices = np.concatenate([X.indices for X in parts]) if parts else np.empty(0, dtype=np.int32)
+    data = np.concatenate([X.data for X in parts]) if parts else np.empty(0, dtype=np.float32)
+    n_rows = sum(X.shape[0] for X in parts)
+    X = sp.csr_matrix((data, indices, np.concatenate(indptr)), shape=(n_rows, width))
+    X.sum_duplicates()  # in transform, several unknown features share the dropped column
     return X
 
 
@@ -227,28 +261,65 @@ def _analyze_chunk(vectorizer: ComplaintVectorizer, texts: list[str]) -> list[li
     return [vectorizer.analyze(t) for t in texts]
 
 
+def _analyzer_copy(vectorizer: ComplaintVectorizer) -> ComplaintVectorizer:
+    """An unfitted copy that analyzes the same way: what worker processes need, without the vocabulary."""
+    vectorizer._tokenizer()
+    return ComplaintVectorizer(
+        tokenizer=vectorizer.tokenizer,
+        word_ngram_range=vectorizer.word_ngram_range,
+        char_ngram_range=vectorizer.char_ngram_range,
+    )
+
+
+def _chunks(texts: list[str], n_jobs: int) -> tuple[list[list[str]], int]:
+    """Chunks for worker processes (and how many workers), or one chunk when the batch is too small."""
+    if n_jobs == 1 or len(texts) < _PARALLEL_MIN_TEXTS or sum(map(len, texts)) < _PARALLEL_MIN_CHARS:
+        return [texts], 1
+    from joblib import effective_n_jobs
+
+    workers = effective_n_jobs(n_jobs)
+    if workers <= 1:
+        return [texts], 1
+    size = max(100, -(-len(texts) // (workers * 4)))
+    return [texts[i : i + size] for i in range(0, len(texts), size)], workers
+
+
+def count_many(
+    vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1, progress: bool = False
+) -> Iterator[tuple[list[str], sp.csr_matrix]]:
+    """Feature counts of many texts, chunk by chunk, each against its own vocabulary (see ``_count_chunk``).
+
+    Large batches are counted in parallel worker processes (joblib/loky, which keeps its workers between
+    calls); each gets an unfitted copy of the analyzer and sends back distinct feature names, not every one.
+    """
+    texts = list(texts)
+    chunks, workers = _chunks(texts, n_jobs)
+    if workers == 1:
+        yield _count_chunk(vectorizer, list(_progress(texts, len(texts), "tokenizing", progress, unit="text")))
+        return
+    from joblib import Parallel, delayed
+
+    analyzer = _analyzer_copy(vectorizer)
+    results = Parallel(n_jobs=workers, return_as="generator")(delayed(_count_chunk)(analyzer, c) for c in chunks)
+    yield from _progress(results, len(chunks), "tokenizing", progress, unit="chunk")
+
+
 def analyze_many(
     vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1, progress: bool = False
 ) -> list[list[str]]:
-    """Analyze many texts, in parallel processes (joblib) when the input is large enough to pay for it."""
+    """The features of many texts, in parallel processes (joblib) when the input is large enough to pay."""
     texts = list(texts)
-    total_chars = sum(len(t) for t in texts)
-    if n_jobs != 1 and total_chars >= _PARALLEL_MIN_CHARS and len(texts) >= 1000:
-        from joblib import Parallel, delayed, effective_n_jobs
+    chunks, workers = _chunks(texts, n_jobs)
+    if workers == 1:
+        return [vectorizer.analyze(t) for t in _progress(texts, len(texts), "tokenizing", progress, unit="text")]
+    from joblib import Parallel, delayed
 
-        workers = effective_n_jobs(n_jobs)
-        if workers > 1:
-            size = max(200, len(texts) // (workers * 8))
-            chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
-            vectorizer._tokenizer()  # make sure the pickled copy carries a tokenizer
-            results = Parallel(n_jobs=workers, return_as="generator")(
-                delayed(_analyze_chunk)(vectorizer, c) for c in chunks
-            )
-            out: list[list[str]] = []
-            for part in _progress(results, len(chunks), "tokenizing", progress, unit="chunk"):
-                out.extend(part)
-            return out
-    return [vectorizer.analyze(t) for t in _progress(texts, len(texts), "tokenizing", progress, unit="text")]
+    analyzer = _analyzer_copy(vectorizer)
+    results = Parallel(n_jobs=workers, return_as="generator")(delayed(_analyze_chunk)(analyzer, c) for c in chunks)
+    out: list[list[str]] = []
+    for part in _progress(results, len(chunks), "tokenizing", progress, unit="chunk"):
+        out.extend(part)
+    return out
 
 
 def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool, unit: str) -> Iterable[Any]:

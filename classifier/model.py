@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import effective_n_jobs
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -67,12 +70,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        C: float = 0.5,
+        C: float = 1.0,
         class_weight: str | None = None,
         calibration: str = "temperature",
         calibration_folds: int = 5,
         max_iter: int = 2000,
         random_state: int = 0,
+        n_jobs: int = 1,
     ) -> None:
         self.C = C
         self.class_weight = class_weight
@@ -80,9 +84,10 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.calibration_folds = calibration_folds
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     @classmethod
-    def from_config(cls, config: ModelConfig, random_state: int = 0) -> TargetHead:
+    def from_config(cls, config: ModelConfig, random_state: int = 0, n_jobs: int = 1) -> TargetHead:
         return cls(
             C=config.C,
             class_weight=config.class_weight,
@@ -90,10 +95,11 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             calibration_folds=config.calibration_folds,
             max_iter=config.max_iter,
             random_state=random_state,
+            n_jobs=n_jobs,
         )
 
-    def _svm(self) -> _QuietLinearSVC:
-        return _QuietLinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+    def _svm(self) -> LinearSVC:
+        return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
     def fit(self, X: sp.csr_matrix, y: Sequence[str]) -> TargetHead:
         y = np.asarray(y, dtype=object)
@@ -104,24 +110,43 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             )
         self.classes_ = classes
         self.temperature_ = 1.0
-        if self.calibration == "temperature":
-            oof = self._out_of_fold_scores(X, y)
-            if oof is not None:
-                self.temperature_ = _fit_temperature(*oof)
-        svm = self._svm().fit(X, y)
-        self.coef_, self.intercept_ = _as_multiclass(svm, len(classes))
+        folds = self._calibration_folds(y) if self.calibration == "temperature" else []
+        # the fold models and the final one are independent: liblinear releases the GIL, so threads run them
+        # on all cores without copying X
+        fits = [(X[train], y[train]) for train, _ in folds] + [(X, y)]
+        workers = min(len(fits), effective_n_jobs(getattr(self, "n_jobs", 1)))
+        with _quiet_liblinear():  # warning filters are process-wide: set once here, not in each thread
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    models = list(pool.map(lambda xy: self._svm().fit(*xy), fits))
+            else:
+                models = [self._svm().fit(*xy) for xy in fits]
+        if folds:
+            scores, truth = [], []
+            for (_, test), svm in zip(folds, models):
+                fold_classes = svm.classes_
+                coef, intercept = _as_multiclass(svm, len(fold_classes))
+                fold_scores = np.asarray(X[test] @ coef) + intercept
+                # classes absent from the fold get the typical one-vs-rest margin of a negative class
+                full = np.full((len(test), len(self.classes_)), -1.0, dtype=np.float64)
+                full[:, np.searchsorted(self.classes_, fold_classes)] = fold_scores
+                scores.append(full)
+                truth.append(np.searchsorted(self.classes_, y[test]))
+            self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth))
+        self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
         return self
 
-    def _out_of_fold_scores(self, X: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _calibration_folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(train, test) index pairs for out-of-fold scores; empty when the data is too small to calibrate."""
         _, counts = np.unique(y, return_counts=True)
         folds = min(self.calibration_folds, int(counts.min()))
         if folds < 2:
             folds = 2 if len(y) >= 4 else 0
         if folds < 2:
-            return None
+            return []
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
-        truth, scores = [], []
         strat = y if counts.min() >= folds else np.zeros(len(y))
+        out = []
         for train, test in skf.split(np.zeros(len(y)), strat):
             fold_classes = np.unique(y[train])
             if len(fold_classes) < 2:
@@ -129,19 +154,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             # rows whose class is missing from this fold's training part cannot be scored by any model;
             # the final model sees every class, so they would only distort the temperature
             test = test[np.isin(y[test], fold_classes)]
-            if len(test) == 0:
-                continue
-            svm = self._svm().fit(X[train], y[train])
-            coef, intercept = _as_multiclass(svm, len(fold_classes))
-            fold_scores = np.asarray(X[test] @ coef) + intercept
-            # classes absent from the fold get the typical one-vs-rest margin of a negative class
-            full = np.full((len(test), len(self.classes_)), -1.0, dtype=np.float64)
-            full[:, np.searchsorted(self.classes_, fold_classes)] = fold_scores
-            scores.append(full)
-            truth.append(np.searchsorted(self.classes_, y[test]))
-        if not scores:
-            return None
-        return np.vstack(scores), np.concatenate(truth)
+            if len(test):
+                out.append((train, test))
+        return out
 
     def decision_function(self, X: sp.csr_matrix) -> np.ndarray:
         check_is_fitted(self, "coef_")
@@ -159,15 +174,14 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return _softmax(scores[None, :] / self.temperature_)[0]
 
 
-class _QuietLinearSVC(LinearSVC):
-    """LinearSVC without the "classes greater than 50% of samples" warning: routing data legitimately has
-    hundreds of agencies with one or two cases each."""
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _QuietLinearSVC:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
-            return super().fit(X, y, sample_weight=sample_weight)
+@contextmanager
+def _quiet_liblinear() -> Iterator[None]:
+    """Silence LinearSVC's "classes greater than 50% of samples" and convergence warnings: routing data
+    legitimately has hundreds of agencies with one or two cases each."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        yield
 
 
 def _as_multiclass(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +274,7 @@ class ComplaintClassifier(BaseEstimator):
         for name, labels in _progress_items(targets, self.progress):
             y = np.asarray(labels, dtype=object)
             has = np.array([_is_label(v) for v in y], dtype=bool)
-            head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
+            head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
             self.heads_[name] = head.fit(X[np.flatnonzero(has)], y[has].astype(str))
         self.targets_ = list(self.heads_)
         return self

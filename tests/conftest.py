@@ -31,7 +31,8 @@ TINY_CASES = [
 
 def tiny_config(**updates: object) -> TrainingConfig:
     base = TrainingConfig(min_class_count=1, test_size=0.0, seed=7)
-    return base.with_updates(**{"features.min_df": 1, "model.calibration_folds": 3, **updates})
+    # hyperparameters pinned so that tuning the shipped defaults does not move these tests' scores
+    return base.with_updates(**{"features.min_df": 1, "model.C": 0.5, "model.calibration_folds": 3, **updates})
 
 
 @pytest.fixture(scope="session")

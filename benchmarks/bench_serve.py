@@ -151,10 +151,6 @@ def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # -- where the time goes --------------------------------------------------------------------------------------
 def breakdown(store: Path, texts: list[str]) -> dict[str, float]:
     """Microseconds per 50-character complaint: tokenization, the whole model call, and the app around it."""
-    from fastapi.testclient import TestClient
-
-    from serve import ServiceSettings, create_app
-
     model = ModelStore(store).load().model
     model.warm_up()
 
@@ -174,11 +170,57 @@ def breakdown(store: Path, texts: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         model.predict_details(texts, top_k=3)
         batch.append((time.perf_counter() - t0) / len(texts))
-    with TestClient(create_app(ServiceSettings(model_store=store))) as client:
-        # TestClient runs the full ASGI app in-process (no sockets): the app's own cost per request
-        app_total = per_call(lambda t: client.post("/predict", json={"text": t}), n=500)
+    app_total = asgi_per_request(store, texts)
     return {"tokenize_us": tokenize, "predict_details_us": predict, "batch_per_text_us": statistics.median(batch) * 1e6,
             "app_in_process_us": app_total}
+
+
+def asgi_per_request(store: Path, texts: list[str], n: int = 300) -> float:
+    """Microseconds per /predict through the whole ASGI app, called directly (no sockets, no HTTP parsing):
+    middleware, validation, the thread-pool trip, the model, the response model, JSON, the log line, metrics."""
+    import asyncio
+    import logging
+
+    from serve import ServiceSettings, create_app, load_model
+
+    settings = ServiceSettings(model_store=store)
+    app = create_app(settings, loaded=load_model(settings))
+    log = logging.getLogger("hotline.serve")
+    log.handlers[:] = [logging.FileHandler(os.devnull)]
+    log.setLevel("INFO")
+    log.propagate = False
+    bodies = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in texts]
+
+    async def call(body: bytes) -> None:
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/predict", "raw_path": b"/predict",
+                 "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 80), "headers": [(b"content-type", b"application/json"),
+                                                          (b"content-length", str(len(body)).encode())]}
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        assert status == [200], status
+
+    async def run() -> float:
+        for b in bodies[:20]:
+            await call(b)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for i in range(n):
+                await call(bodies[i % len(bodies)])
+            times.append((time.perf_counter() - t0) / n)
+        return statistics.median(times) * 1e6
+
+    return asyncio.run(run())
 
 
 def server_side_latency(url: str) -> float:
@@ -249,6 +291,21 @@ def main(argv: list[str] | None = None) -> int:
             }
         finally:
             s.stop()
+    print("the service's own ceiling (a model that costs nothing) ...", file=sys.stderr)
+    from benchmarks.serve_null_model import NullModel
+
+    null_store = ModelStore(work / "null-store")
+    null_store.save(NullModel(), {"targets": NullModel.targets_}, promote=True)
+    s = Server(null_store.path, 2, work / "null.log")
+    try:
+        wrk(s.url + "/predict", single, 16, 3)
+        results["null_predict_w2_c16"] = median_runs(
+            [wrk(s.url + "/predict", single, 16, args.duration) for _ in range(args.repeats)])
+        b = median_runs([wrk(s.url + "/predict/batch", batch, 4, args.duration) for _ in range(args.repeats)])
+        b["texts_per_s"] = b["rps"] * 100
+        results["null_batch100_w2_c4"] = b
+    finally:
+        s.stop()
     shutil.rmtree(work, ignore_errors=True)
     results["load_average_after"] = os.getloadavg()
     if args.json:
@@ -265,6 +322,7 @@ def report(r: dict[str, Any]) -> str:
     m2 = r["memory_w2"]["workers"]
     sup = r["memory_w2"]["supervisor"]
     v = r["machine"]["versions"]
+    n, nb = r["null_predict_w2_c16"], r["null_batch100_w2_c4"]
     lines = [
         f"Model: the demo model (version {r['model_version']}); {TEXT_LENGTH}-character demo complaints, 100 "
         "different bodies cycled; wrk 2 threads on the same 2 cores as the server; medians of "
@@ -285,12 +343,16 @@ def report(r: dict[str, Any]) -> str:
         "| memory, 2 workers: PSS / private per worker | "
         + ", ".join(f"{w['pss']:.0f} / {w['uss']:.0f} MiB" for w in m2)
         + f" (supervisor {sup['pss']:.0f} / {sup['uss']:.0f}) | |",
-        f"| errors (non-2xx, socket) | {sum(x['non_2xx'] for x in (p1, p2, c1, batch))} | 0 |",
+        f"| ceiling with a zero-cost model, 2 workers: /predict c16 | {n['rps']:,.0f} req/s, p50 / p99 "
+        f"{n['p50_ms']:.2f} / {n['p99_ms']:.2f} ms | |",
+        f"| ceiling with a zero-cost model, 2 workers: batch of 100, c4 | {nb['texts_per_s']:,.0f} texts/s | |",
+        f"| errors (non-2xx, socket) | {sum(x['non_2xx'] for x in (p1, p2, c1, batch, n, nb))} | 0 |",
         "",
         "Where one request's time goes (in-process, µs per 50-character complaint): tokenization "
         f"{b['tokenize_us']:.0f}, whole `predict_details` {b['predict_details_us']:.0f}, batch of 100 "
-        f"{b['batch_per_text_us']:.0f} per text; the full app in-process (TestClient: validation, response model, "
-        f"JSON, log line, metrics) {b['app_in_process_us']:.0f}. Server-side mean latency at c16: "
+        f"{b['batch_per_text_us']:.0f} per text; the whole app called in-process without sockets (middleware, "
+        f"validation, thread-pool trip, model, response model, JSON, log line, metrics) {b['app_in_process_us']:.0f}, "
+        f"so the app adds {b['app_in_process_us'] - b['predict_details_us']:.0f}. Server-side mean latency at c16: "
         f"{r['server_side_ms_w1']:.2f} ms (1 worker), {r['server_side_ms_w2']:.2f} ms (2 workers).",
         "",
         f"Machine load average (1/5/15 min) before: {', '.join(f'{x:.1f}' for x in r['load_average_before'])}; "

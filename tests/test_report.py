@@ -145,10 +145,11 @@ def test_disputed_labels_find_the_shuffled_ones(report, noisy):
     disputed = report.targets["category"].disputed
     found = set(disputed["row"] - 2)  # spreadsheet rows -> positions
     hits = found & set(noisy_rows.tolist())
-    # 3-fold heads on 240 cases of 20 classes are weak judges: half of the 40 shuffled labels are caught, and
-    # flagged cases are shuffled ones far above the base rate (40 / 240 = 17%)
-    assert len(hits) >= 15
-    assert len(hits) / len(found) >= 0.4
+    # 3-fold heads on 240 cases of 20 classes are weak judges, and a dispute needs a suggestion >= 50%: about
+    # a quarter of the 40 shuffled labels are caught (11 at seed 0), and most flagged cases are shuffled ones,
+    # far above the base rate of 40 / 240 = 17% (11 of 17 at seed 0)
+    assert len(hits) >= 8
+    assert len(hits) / len(found) >= 0.5
     assert (disputed["given"] != disputed["suggested"]).all()
     assert (disputed["margin"].diff().dropna() <= 1e-12).all()
 

@@ -136,14 +136,15 @@ def test_disputed_labels_follow_the_confident_joint(pk, data):
     raw, k = pk
     proba = raw / raw.sum(axis=1, keepdims=True)
     given_ = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=len(proba), max_size=len(proba))))
-    found = disputed_labels(proba, given_)
+    found = disputed_labels(proba, given_, min_confidence=0.5)
     thresholds = {j: proba[given_ == j, j].mean() for j in range(k) if (given_ == j).any()}
     flagged = set(found["position"])
     for i in range(len(proba)):
         above = [j for j in thresholds if proba[i, j] >= thresholds[j]]
         best = max(above, key=lambda j: (proba[i, j], -j)) if above else None
         low = proba[i, given_[i]] < thresholds[given_[i]]
-        assert (i in flagged) == (best is not None and best != given_[i] and low)
+        confident = best is not None and proba[i, best] >= 0.5
+        assert (i in flagged) == (best is not None and best != given_[i] and low and confident)
     for r in found.itertuples():
         assert r.suggested != given_[r.position]
         assert np.isclose(r.margin, proba[r.position, r.suggested] - proba[r.position, given_[r.position]])
@@ -157,6 +158,13 @@ def test_a_case_whose_label_is_the_confident_top_is_never_disputed():
     assert found["position"].tolist() == [4]
     assert found["suggested"].tolist() == [0]
     assert np.isclose(found["given_probability"].iloc[0], 0.05)
+
+
+def test_an_unsure_suggestion_is_not_a_dispute():
+    proba = np.array([[0.4, 0.35, 0.25], [0.3, 0.45, 0.25], [0.2, 0.3, 0.5], [0.45, 0.3, 0.25]])
+    given_ = np.array([0, 1, 2, 1])  # the last looks like class 0, but only at 0.45
+    assert disputed_labels(proba, given_)["position"].tolist() == []
+    assert disputed_labels(proba, given_, min_confidence=0.4)["position"].tolist() == [3]
 
 
 def test_unscorable_cases_are_not_judged():

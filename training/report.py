@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 EXAMPLE_CHARS = 160  # example texts are masked and cut to this length
+DISPUTE_CONFIDENCE = 0.5  # the suggested label must be at least this probable (out of fold)
 WIDE_MATRIX_LIMIT = 60  # above this many classes the matrix is saved only as non-zero cells (long format)
 OTHER_GROUP = "（其余 {n} 类）"  # the heatmap's group of classes beyond the top N ("the other N classes")
 
@@ -198,13 +199,16 @@ def review_table(confidence: np.ndarray, correct: np.ndarray, threshold: float) 
     return pd.DataFrame(rows)
 
 
-def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray | None = None) -> pd.DataFrame:
+def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray | None = None,
+                    min_confidence: float = DISPUTE_CONFIDENCE) -> pd.DataFrame:
     """Cases whose given label the out-of-fold probabilities confidently dispute (cleanlab's confident joint).
 
     ``proba``: (n, k) out-of-fold probabilities; ``given``: the given label's column (or -1 when the model
     cannot score it).  Per class j, the threshold t_j is the mean probability of j over cases labeled j.  A
     case is disputed when some other class j has p_j >= t_j and is the most probable of those classes
-    (cleanlab's confident joint, off the diagonal), and its given label i has p_i < t_i.
+    (cleanlab's confident joint, off the diagonal), its given label i has p_i < t_i, and p_j is at least
+    ``min_confidence``: with few cases per class the out-of-fold models are unsure, their per-class
+    thresholds low, and without a floor a third of a long-tailed agency column gets flagged.
     Returns positions, suggested class column, given-label and suggested probabilities, margin; most
     certain first (largest margin p_suggested - p_given).
     """
@@ -223,7 +227,8 @@ def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray |
     has = np.isfinite(masked[np.arange(n), suggested])
     # and the given label is itself unconvincing: under its own class's typical probability
     low_given = proba[np.arange(n), np.maximum(given, 0)] < thresholds[np.maximum(given, 0)]
-    disputed = ok & has & (suggested != given) & low_given
+    confident = proba[np.arange(n), suggested] >= min_confidence
+    disputed = ok & has & (suggested != given) & low_given & confident
     pos = np.flatnonzero(disputed)
     p_given = proba[pos, given[pos]]
     p_sugg = proba[pos, suggested[pos]]

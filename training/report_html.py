@@ -263,7 +263,8 @@ def _target_section(report: Report, t: TargetReport) -> str:
 {misrouted}
 <h3>Cases to re-check: given label confidently disputed (out-of-fold)</h3>
 <p class="meta">Out-of-fold probabilities: the model's linear heads refit on folds of this data; a case is listed
-when another class is at least as probable as that class typically is for its own cases (confident learning).</p>
+when another class is at least as probable as that class typically is for its own cases (confident learning),
+at least 50% probable, and the given label is less probable than it typically is for its own cases.</p>
 {disputed}
 </section>"""
 

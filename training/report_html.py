@@ -339,6 +339,10 @@ def render_model_card(report: Report) -> str:
               "- method: jieba-segmented word 1-2-grams + char 1-3-grams, TF-IDF, one linear SVM per target with "
               "temperature-scaled probabilities",
               f"- review threshold: {m.get('review_threshold', next(iter(report.targets.values())).threshold)}"]
+    directory = data.get("directory") if isinstance(data, dict) else None
+    if isinstance(directory, dict):
+        facts = ", ".join(f"{k} {v}" for k, v in directory.items() if isinstance(v, (int, str)) and k != "source")
+        lines.append(f"- agency routing: place + function through a jurisdiction directory ({facts})")
     versions = m.get("versions") or {}
     if versions:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()))

@@ -107,9 +107,9 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         vocab: defaultdict[str, int] = defaultdict()
         vocab.default_factory = vocab.__len__
         parts = []
-        for names, X in count_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress):
+        for chunk_names, X in count_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress):
             # chunks count against their own vocabulary; merging in chunk order keeps first-appearance order
-            remap = np.fromiter(map(vocab.__getitem__, names), dtype=np.int32, count=len(names))
+            remap = np.fromiter(map(vocab.__getitem__, chunk_names), dtype=np.int32, count=len(chunk_names))
             X.indices = remap[X.indices]
             parts.append(X)
         width = len(vocab)
@@ -182,7 +182,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         idx = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
         if self.sublinear_tf:
-            tf = np.log(tf) + 1.0
+            tf = (np.log(tf) + 1.0).astype(np.float32)
         val = tf * self.idf_[idx]
         is_char = self.is_char_[idx]
         for block, weight in ((~is_char, 1.0), (is_char, self.char_weight)):

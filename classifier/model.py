@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import effective_n_jobs
+from joblib import cpu_count
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -102,19 +102,19 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
     def fit(self, X: sp.csr_matrix, y: Sequence[str]) -> TargetHead:
-        y = np.asarray(y, dtype=object)
-        classes = np.unique(y)
+        labels = np.asarray(y, dtype=object)
+        classes = np.unique(labels)
         if len(classes) < 2:
             raise TrainingDataError(
                 f"a target needs at least 2 classes to learn from, got {len(classes)} ({list(classes)})"
             )
         self.classes_ = classes
         self.temperature_ = 1.0
-        folds = self._calibration_folds(y) if self.calibration == "temperature" else []
+        folds = self._calibration_folds(labels) if self.calibration == "temperature" else []
         # the fold models and the final one are independent: liblinear releases the GIL, so threads run them
         # on all cores without copying X
-        fits = [(X[train], y[train]) for train, _ in folds] + [(X, y)]
-        workers = min(len(fits), effective_n_jobs(getattr(self, "n_jobs", 1)))
+        fits = [(X[train], labels[train]) for train, _ in folds] + [(X, labels)]
+        workers = min(len(fits), _threads(getattr(self, "n_jobs", 1)))
         with _quiet_liblinear():  # warning filters are process-wide: set once here, not in each thread
             if workers > 1:
                 with ThreadPoolExecutor(workers) as pool:
@@ -131,7 +131,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 full = np.full((len(test), len(self.classes_)), -1.0, dtype=np.float64)
                 full[:, np.searchsorted(self.classes_, fold_classes)] = fold_scores
                 scores.append(full)
-                truth.append(np.searchsorted(self.classes_, y[test]))
+                truth.append(np.searchsorted(self.classes_, labels[test]))
             self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth))
         self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
         return self
@@ -172,6 +172,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         """Probabilities for one complaint given its sparse features: the single-request fast path."""
         scores = values @ self.coef_[indices] + self.intercept_
         return _softmax(scores[None, :] / self.temperature_)[0]
+
+
+def _threads(n_jobs: int | None) -> int:
+    """joblib's n_jobs convention (-1: all cores) for a thread pool, usable inside daemonic processes too."""
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    return max(1, cpu_count() + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 @contextmanager

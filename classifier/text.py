@@ -242,8 +242,9 @@ class ComplaintTokenizer:
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
+        user_dict = "sha256:" + (self.user_dict_sha256 or "")[:12] if self.user_dict else None
         return (
-            f"ComplaintTokenizer(user_dict={'sha256:' + self.user_dict_sha256[:12] if self.user_dict else None}, "
+            f"ComplaintTokenizer(user_dict={user_dict}, "
             f"stop_words={len(self._stop)}, hmm={self.hmm}, segmenter={self.segmenter!r})"
         )
 

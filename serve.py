@@ -149,6 +149,11 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
             f"HOTLINE_THRESHOLDS names targets {unknown} that model version {stored.version!r} does not predict "
             f"(it predicts {targets}); fix the setting or the model"
         )
+    vectorizer = getattr(model, "vectorizer_", None)
+    if getattr(vectorizer, "n_jobs", 1) != 1:
+        # large batches would be tokenized in a process pool; in a server that oversubscribes the cores the
+        # workers already use, and forks from inside a worker
+        vectorizer.n_jobs = 1  # type: ignore[union-attr]
     model.warm_up()
     return LoadedModel(
         version=stored.version,
@@ -618,6 +623,7 @@ def create_app(
                     results[i]["prediction"] = p
                     ok.append(p)
             metrics.observe_predictions(ok)
+            info["labels"] = _label_counts(ok)
         failed = sum(r["error"] is not None for r in results)
         info["failed"] = failed
         return _json(BatchResponse.model_validate({"model_version": current.version, "request_id": info["request_id"],
@@ -700,6 +706,15 @@ def _json(response: BaseModel) -> Response:
     """The response, validated by its model in the route's worker thread and serialized by pydantic: FastAPI
     would validate it again in a second trip through the thread pool (the response_model still documents it)."""
     return Response(response.model_dump_json(), media_type="application/json")
+
+
+def _label_counts(predictions: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for p in predictions:
+        for target, entry in p["targets"].items():
+            per = counts.setdefault(target, {})
+            per[entry["label"]] = per.get(entry["label"], 0) + 1
+    return counts
 
 
 def _text_problem(text: str, limit: int) -> tuple[str, str] | None:

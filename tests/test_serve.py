@@ -148,6 +148,11 @@ def test_text_over_the_limit_names_the_limit(store):
         assert c.post("/predict", json={"text": "路灯" * 20}).status_code == 200
 
 
+def test_served_models_tokenize_in_the_worker_not_a_process_pool(store):
+    loaded = load_model(ServiceSettings(model_store=store[0].path))
+    assert loaded.model.vectorizer_.n_jobs == 1
+
+
 def test_the_model_limit_applies_when_it_is_lower(tiny_model, store):
     loaded = load_model(ServiceSettings(model_store=store[0].path))
     assert loaded.max_text_length == min(10_000, tiny_model.max_text_length)
@@ -354,6 +359,7 @@ def test_one_json_log_line_per_request_without_the_text(client, caplog):
     assert first["latency_ms"] > 0
     assert lines[1]["status"] == 422
     assert lines[2]["items"] == 1 and lines[2]["failed"] == 0
+    assert lines[2]["labels"] == {"category": {"道路设施": 1}, "agency": {"大武口区住建局": 1}}
     everything = caplog.text
     assert TRAFFIC not in everything and TINY_CASES[3][0] not in everything
     assert "text" not in first and "texts" not in lines[2]

@@ -194,6 +194,7 @@ def test_model_card_and_notebook_view(report, saved):
     assert card.startswith(f"# Model card: hotline classifier {report.model_version}")
     for heading in ("## Training data", "## Metrics", "## Intended use", "## Limitations", "## Known confusions"):
         assert heading in card
+    assert "- agency routing: place + function through a jurisdiction directory (" in card  # the demo is routed
     top = report.targets["category"].pairs.iloc[0]
     assert f"{top['true']} → {top['predicted']}: {top['count']} case(s)" in card
     fragment = report._repr_html_()

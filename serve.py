@@ -618,7 +618,7 @@ def create_app(
             ok = []
             for i, p in zip(good, predictions, strict=True):
                 if isinstance(p, ItemError):
-                    results[i]["error"] = p.model_dump()
+                    results[i]["error"] = {"type": p.type, "message": f"item {items[i].id!r}: {p.message}"}
                 else:
                     results[i]["prediction"] = p
                     ok.append(p)

@@ -587,3 +587,27 @@ def test_prediction_threads_per_worker_come_from_settings(store):
     with make_client(store[0], threads=2) as c:
         assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 2
         assert c.post("/predict", json={"text": TRAFFIC}).status_code == 200
+
+
+class PickyModel(RoutingWrapper):
+    """A model that refuses some texts itself (beyond the service's own checks)."""
+
+    def predict_details(self, texts: list[str], **kw: Any) -> list[dict[str, Any]]:
+        for i, t in enumerate(texts):
+            if "乱码" in t:
+                raise ComplaintInputError(f"text #{i} is unreadable")
+        return self.inner.predict_details(texts, **kw)
+
+
+def test_an_item_the_model_refuses_fails_alone(tiny_model):
+    loaded = LoadedModel(version="picky", model=PickyModel(tiny_model), manifest={},
+                         thresholds={"category": 0.5, "agency": 0.5}, max_text_length=10_000)
+    with TestClient(create_app(ServiceSettings(), loaded=loaded)) as c:
+        items = [{"id": "a", "text": TRAFFIC}, {"id": "b", "text": "乱码乱码"}, {"id": "c", "text": TINY_CASES[9][0]}]
+        body = c.post("/predict/batch", json={"items": items}).json()
+        assert body["failed"] == 1
+        assert [r["error"] for r in body["results"]] == [
+            None, {"type": "invalid_text", "message": "item 'b': text #0 is unreadable"}, None]
+        assert body["results"][2]["prediction"]["targets"]["category"]["label"] == "供暖供热"
+        r = c.post("/predict", json={"text": "乱码"})
+        assert r.status_code == 422 and r.json()["detail"] == "text #0 is unreadable"

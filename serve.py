@@ -16,6 +16,7 @@ With several workers a reload in one worker is relayed to the others through the
 """
 
 import argparse
+import gc
 import ipaddress
 import json
 import logging
@@ -164,6 +165,19 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
     )
 
 
+def freeze_heap(refreeze: bool = False) -> None:
+    """Move every live object out of the garbage collector's reach (``gc.freeze``).
+
+    A loaded model is ~170,000 tracked objects: a full collection walks them all (about 70 ms, a latency spike
+    in whichever request is running) and, in forked workers, writes to their pages, which undoes the
+    copy-on-write sharing.  Frozen, they are skipped; reference counting still frees them when unused.
+    """
+    if refreeze:
+        gc.unfreeze()  # let the previous model's cycles be collected once
+    gc.collect()
+    gc.freeze()
+
+
 class ModelHolder:
     """The reference to the serving model; reloads are serialized, reads are a single attribute load."""
 
@@ -178,6 +192,8 @@ class ModelHolder:
             previous = self.current
             new = load_model(self.settings)
             self.current = new
+            if gc.get_freeze_count():  # serve() froze the first model: do the same for this one
+                freeze_heap(refreeze=True)
             return previous, new
 
     def reload_if_changed(self) -> None:
@@ -846,6 +862,7 @@ def serve(settings: ServiceSettings) -> int:
         loaded = load_model(settings)
     except (ModelStoreError, ComplaintInputError, OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"error: cannot load the model: {exc}") from None
+    freeze_heap()  # before forking: the workers share the model's pages and never collect them
     say(f"loaded model version {loaded.version} from {settings.model_store}")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

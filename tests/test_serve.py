@@ -611,3 +611,28 @@ def test_an_item_the_model_refuses_fails_alone(tiny_model):
         assert body["results"][2]["prediction"]["targets"]["category"]["label"] == "供暖供热"
         r = c.post("/predict", json={"text": "乱码"})
         assert r.status_code == 422 and r.json()["detail"] == "text #0 is unreadable"
+
+
+def test_reload_refreezes_the_heap_only_when_start_up_froze_it(two_version_store, monkeypatch):
+    store, _, v2 = two_version_store
+    calls: list[bool] = []
+    monkeypatch.setattr(serve, "freeze_heap", lambda refreeze=False: calls.append(refreeze))
+    with make_client(store, admin_api_key=ADMIN_KEY) as c:
+        store.promote(v2)
+        monkeypatch.setattr(serve.gc, "get_freeze_count", lambda: 0)  # a test process: nothing frozen
+        assert c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY}).status_code == 200
+        assert calls == []
+        monkeypatch.setattr(serve.gc, "get_freeze_count", lambda: 170_000)  # `serve()` froze the first model
+        assert c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY}).status_code == 200
+        assert calls == [True]
+
+
+def test_freeze_heap_takes_live_objects_out_of_collection():
+    import gc
+
+    try:
+        serve.freeze_heap()
+        assert gc.get_freeze_count() > 10_000  # pytest, FastAPI, the models of this session...
+    finally:
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0

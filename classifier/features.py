@@ -29,9 +29,10 @@ __all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
 # char "路" (words are the fewer, so they pay for the prefix)
 WORD_PREFIX = "\x01"
-# below this many characters a batch is analyzed in-process: handing chunks to worker processes costs more
-# than it saves (about 5,000 short titles or 300 long messages)
-_PARALLEL_MIN_CHARS = 100_000
+# below this many characters a batch is analyzed in-process.  Measured on 2 cores (BENCHMARKS.md): starting the
+# workers and shipping the distinct feature names back costs more than it saves for 10,000 titles (~190k chars,
+# 17k/s serial vs 10-12k/s parallel) and for tipdm's 5,124 messages (~1.5M chars, 6 s vs 7-10 s)
+_PARALLEL_MIN_CHARS = 4_000_000
 _PARALLEL_MIN_TEXTS = 200
 
 

@@ -73,7 +73,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         C: float = 1.0,
         class_weight: str | None = None,
         calibration: str = "temperature",
-        calibration_folds: int = 5,
+        calibration_folds: int = 3,
         max_iter: int = 2000,
         random_state: int = 0,
         n_jobs: int = 1,

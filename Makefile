@@ -17,6 +17,8 @@ demo: setup
 	$(VENV)/bin/hotline demo
 
 test: setup
+	$(VENV)/bin/ruff check classifier training serve.py tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 lint: setup

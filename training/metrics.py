@@ -11,26 +11,28 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 __all__ = ["classification_metrics", "top_k_accuracy"]
 
 
-def top_k_accuracy(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str], k: int = 3) -> float:
+def top_k_accuracy(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str] | np.ndarray, k: int = 3) -> float:
     """Share of cases whose true label is among the k most probable (a label the model never saw: a miss)."""
-    classes = np.asarray(classes)
+    names = np.asarray(classes)
     top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-    hits = [t in set(classes[row]) for t, row in zip(y_true, top)]
+    hits = [t in set(names[row]) for t, row in zip(y_true, top)]
     return float(np.mean(hits)) if hits else 0.0
 
 
-def classification_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str] | np.ndarray
+) -> dict[str, Any]:
     """accuracy, macro-F1 (over the classes present in truth or prediction), top-3 accuracy, per-class P/R/F1."""
     classes_arr = np.asarray(classes, dtype=object)
-    y_true = np.asarray([str(v) for v in y_true], dtype=object)
+    truth = np.asarray([str(v) for v in y_true], dtype=object)
     y_pred = classes_arr[np.argmax(proba, axis=1)]
-    labels = sorted(set(y_true) | set(y_pred))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    labels = sorted(set(truth) | set(y_pred))
+    p, r, f, s = precision_recall_fscore_support(truth, y_pred, labels=labels, zero_division=0)
     return {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "top3_accuracy": top_k_accuracy(y_true, proba, classes_arr, k=3),
+        "n": int(len(truth)),
+        "accuracy": float(accuracy_score(truth, y_pred)),
+        "macro_f1": float(f1_score(truth, y_pred, labels=labels, average="macro", zero_division=0)),
+        "top3_accuracy": top_k_accuracy(list(truth), proba, classes_arr, k=3),
         "per_class": {
             str(c): {"precision": float(pi), "recall": float(ri), "f1": float(fi), "support": int(si)}
             for c, pi, ri, fi, si in zip(labels, p, r, f, s)

@@ -193,12 +193,13 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
         extra["user_dict.txt"] = tokenizer.user_dict
     if tokenizer is not None and tokenizer.stop_words:
         extra["stop_words.txt"] = tokenizer.stop_words
-    manifest = {
+    manifest: dict[str, Any] = {
         "data": getattr(model, "training_data", {}),
         "config": config.model_dump(mode="json"),
         "targets": list(model.targets_),
         "labels": {
-            t: (report.class_counts.get(t) if report is not None else None) or {c: None for c in model.classes(t)}
+            t: (report.class_counts.get(t) if report is not None else None)
+            or dict.fromkeys(model.classes(t))
             for t in model.targets_
         },
         "metrics": getattr(model, "metrics", {}),

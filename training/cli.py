@@ -50,9 +50,8 @@ def _print_json(obj: Any) -> None:
 
 
 # -- train ----------------------------------------------------------------------------------------------------
-def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a new model version from labeled cases",
-                       description="Train from a CSV (UTF-8 or GBK), XLSX, JSONL or Parquet file.")
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The data file, its columns and the training-config options shared by `train` and `tune`."""
     p.add_argument("data", type=Path)
     p.add_argument("--text", required=True, help="column holding the complaint text")
     p.add_argument("--category", help="column holding the category label")
@@ -63,11 +62,17 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="JSON training config (strict: unknown keys fail)")
     p.add_argument("--min-class-count", type=int)
     p.add_argument("--rare-policy", choices=["error", "other", "drop"])
-    p.add_argument("--test-size", type=float)
-    p.add_argument("--cv", type=int, help="also run k-fold cross-validation")
     p.add_argument("--seed", type=int)
     p.add_argument("--user-dict", type=Path, help="jieba user dictionary (embedded in the model)")
     p.add_argument("--stop-words", type=Path, help="stop-word list (embedded in the model)")
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a new model version from labeled cases",
+                       description="Train from a CSV (UTF-8 or GBK), XLSX, JSONL or Parquet file.")
+    add_data_arguments(p)
+    p.add_argument("--test-size", type=float)
+    p.add_argument("--cv", type=int, help="also run k-fold cross-validation")
     p.add_argument("--directory", type=Path, metavar="FOLDER",
                    help="routing directory (places.csv, agencies.csv, functions.csv): route agencies by "
                         "place and function instead of the flat agency model alone")

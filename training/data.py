@@ -19,7 +19,7 @@ import pandas as pd
 
 from classifier.errors import DataFormatError, MissingColumnError, RareClassError, TrainingDataError
 
-__all__ = ["read_table", "validate", "ValidationReport", "fingerprint", "SUPPORTED_FORMATS"]
+__all__ = ["read_table", "validate", "ValidationReport", "fingerprint", "default_targets", "SUPPORTED_FORMATS"]
 
 SUPPORTED_FORMATS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson", ".json", ".parquet")
 _ENCODINGS = ("utf-8-sig", "gb18030")  # GB18030 is a superset of GBK and GB2312
@@ -86,6 +86,14 @@ def read_table(path: str | Path, encoding: str | None = None, sheet: str | int |
     df.attrs["source"] = str(path)
     df.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return df
+
+
+def default_targets(df: pd.DataFrame) -> dict[str, str]:
+    """The targets when none are named: the data's ``category`` and/or ``agency`` columns."""
+    targets = {c: c for c in ("category", "agency") if c in df.columns}
+    if not targets:
+        raise TrainingDataError("no targets given and the data has no 'category' or 'agency' column")
+    return targets
 
 
 def fingerprint(df: pd.DataFrame, columns: list[str]) -> str:

@@ -23,7 +23,7 @@ from classifier.routing import RoutedClassifier
 from classifier.store import ModelStore
 from classifier.text import ComplaintTokenizer
 
-from .data import ValidationReport, fingerprint, read_table, validate
+from .data import ValidationReport, default_targets, fingerprint, read_table, validate
 from .metrics import classification_metrics
 
 __all__ = ["train", "save_model", "fit_and_measure"]
@@ -53,9 +53,7 @@ def train(
     if isinstance(data, (str, Path)):
         data = read_table(data, encoding=encoding)
     if targets is None:
-        targets = {c: c for c in ("category", "agency") if c in data.columns}
-        if not targets:
-            raise TrainingDataError("no targets given and the data has no 'category' or 'agency' column")
+        targets = default_targets(data)
     if progress is None:
         progress = sys.stderr.isatty()
     clean, report = validate(

@@ -34,7 +34,7 @@ from classifier.features import ComplaintVectorizer
 from classifier.model import TargetHead
 from classifier.text import ComplaintTokenizer
 
-from .data import read_table, validate
+from .data import default_targets, read_table, validate
 from .metrics import classification_metrics
 
 __all__ = ["GRID_KEYS", "DEFAULT_GRID", "TuneResult", "tune", "parse_grid", "add_command"]
@@ -160,9 +160,7 @@ def tune(
     if isinstance(data, (str, Path)):
         data = read_table(data, encoding=encoding)
     if targets is None:
-        targets = {c: c for c in ("category", "agency") if c in data.columns}
-        if not targets:
-            raise TrainingDataError("no targets given and the data has no 'category' or 'agency' column")
+        targets = default_targets(data)
     clean, _ = validate(data, text, targets, min_class_count=config.min_class_count,
                         rare_policy=config.rare_policy, other_label=config.other_label,
                         drop_duplicates=config.drop_duplicates)
@@ -295,19 +293,9 @@ def add_command(sub: Any) -> None:
         description="Score a small grid of settings by k-fold cross-validation and print a results table, "
                     "best first (ranked by mean macro-F1 over the targets). Without grid flags: "
                     + ", ".join(f"{k}={[_show(v) for v in vs]}" for k, vs in DEFAULT_GRID.items()) + ".")
-    p.add_argument("data", type=Path)
-    p.add_argument("--text", required=True, help="column holding the complaint text")
-    p.add_argument("--category", help="column holding the category label")
-    p.add_argument("--agency", help="column holding the agency label")
-    p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN",
-                   help="any other target (repeatable)")
-    p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
-    p.add_argument("--config", type=Path, help="base JSON training config (the grid varies it)")
-    p.add_argument("--min-class-count", type=int)
-    p.add_argument("--rare-policy", choices=["error", "other", "drop"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--user-dict", type=Path)
-    p.add_argument("--stop-words", type=Path)
+    from .cli import add_data_arguments
+
+    add_data_arguments(p)
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds (default 3)")
     grid = p.add_argument_group("grid (comma-separated values to try)")
     grid.add_argument("--C", dest="grid_C", metavar="VALUES", help="regularization, e.g. 0.5,1,2")

@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from classifier.errors import ComplaintInputError, ModelStoreError, UnknownTargetError
+from classifier.model import prediction_record
 from classifier.store import ModelStore
 
 __all__ = ["ServiceSettings", "LoadedModel", "create_app", "load_model", "serve", "main", "add_command"]
@@ -766,7 +767,7 @@ def _predict(current: LoadedModel, texts: list[str], top_k: int, targets: list[s
     except ComplaintInputError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     names = targets if targets is not None else list(current.model.targets_)
-    return [_as_prediction(r, names, current.thresholds) for r in raw]
+    return [prediction_record(r, names, current.thresholds) for r in raw]
 
 
 def _predict_isolated(current: LoadedModel, texts: list[str], top_k: int, targets: list[str] | None,
@@ -790,17 +791,6 @@ def _predict_isolated(current: LoadedModel, texts: list[str], top_k: int, target
 
 def _unknown_targets(current: LoadedModel, targets: list[str]) -> bool:
     return any(t not in current.model.targets_ for t in targets)
-
-
-def _as_prediction(result: dict[str, Any], names: list[str], thresholds: dict[str, float]) -> dict[str, Any]:
-    out: dict[str, Any] = {"targets": {}}
-    for key, value in result.items():
-        if key in names and isinstance(value, dict):
-            t = thresholds.get(key, 0.5)
-            out["targets"][key] = {**value, "threshold": t, "needs_review": value["score"] < t}
-        else:
-            out[key] = value  # needs_review, routing, and whatever a wrapper adds
-    return out
 
 
 def _scalar_metrics(m: Any) -> dict[str, float]:

@@ -37,7 +37,7 @@ from .errors import (
 from .features import WORD_PREFIX, ComplaintVectorizer
 from .text import ComplaintTokenizer
 
-__all__ = ["ComplaintClassifier", "TargetHead", "check_texts"]
+__all__ = ["ComplaintClassifier", "TargetHead", "check_texts", "prediction_record"]
 
 
 def check_texts(texts: Any, max_length: int) -> list[str]:
@@ -434,6 +434,23 @@ class ComplaintClassifier(BaseEstimator):
         state = self.__dict__.copy()
         state.pop("_names_cache", None)
         return state
+
+
+def prediction_record(
+    result: Mapping[str, Any], targets: Sequence[str], thresholds: Mapping[str, float] | None = None,
+    default_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """The one external shape of a prediction, used by ``hotline predict --json`` and the service:
+    ``{"targets": {name: {label, score, alternatives, threshold, needs_review, [explanation]}},
+    "needs_review", ...}`` with any other key of ``result`` (``routing``) passed through."""
+    out: dict[str, Any] = {"targets": {}}
+    for key, value in result.items():
+        if key in targets and isinstance(value, dict):
+            t = (thresholds or {}).get(key, default_threshold)
+            out["targets"][key] = {**value, "threshold": t, "needs_review": value["score"] < t}
+        else:
+            out[key] = value  # needs_review, routing, and whatever a wrapper adds
+    return out
 
 
 def _check_top_k(top_k: Any) -> None:

@@ -56,9 +56,10 @@ def test_predict_json_has_the_service_shape(trained_store, capsys):
                         "同心县出租车司机拒载绕路", "学校乱收费"], capsys)
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [r["category"]["label"] for r in lines] == ["公共交通", "教育"]
-    first = lines[0]["category"]
-    assert set(first) == {"label", "score", "alternatives"}
+    assert [r["targets"]["category"]["label"] for r in lines] == ["公共交通", "教育"]
+    first = lines[0]["targets"]["category"]
+    assert set(first) == {"label", "score", "alternatives", "threshold", "needs_review"}
+    assert first["threshold"] == 0.5 and first["needs_review"] == (first["score"] < 0.5)
     assert len(first["alternatives"]) == 3 and first["alternatives"][0]["label"] == first["label"]
     assert isinstance(lines[0]["needs_review"], bool) and lines[0]["model_version"]
 
@@ -123,7 +124,7 @@ def test_console_script_runs(trained_store):
 def test_store_comes_from_the_environment(trained_store, capsys, monkeypatch):
     monkeypatch.setenv("HOTLINE_MODEL_STORE", str(trained_store))
     code, out, _ = run(["predict", "--json", "学校乱收费"], capsys)
-    assert code == 0 and json.loads(out)["category"]["label"] == "教育"
+    assert code == 0 and json.loads(out)["targets"]["category"]["label"] == "教育"
 
 
 def test_train_with_a_routing_directory_routes_agencies(export, tmp_path, capsys):
@@ -136,10 +137,27 @@ def test_train_with_a_routing_directory_routes_agencies(export, tmp_path, capsys
     code, out, _ = run(["predict", "--json", "--store", str(tmp_path), "大武口区朝阳西街的路灯坏了好几天"], capsys)
     result = json.loads(out)
     assert result["routing"]["path"] == "directory"
-    assert result["agency"]["label"].startswith("大武口区")
+    assert result["targets"]["agency"]["label"].startswith("大武口区")
 
 
 def test_bad_routing_directory_is_a_clear_error(export, tmp_path, capsys):
     code, _, err = run(["train", str(export), "--text", "留言详情", "--agency", "承办单位", "--min-class-count", "1",
                         "--directory", str(tmp_path / "nowhere"), "--store", str(tmp_path)], capsys)
     assert code == 2 and "routing directory folder" in err and "does not exist" in err
+
+
+def test_cli_json_has_the_same_shape_as_the_service(trained_store, capsys):
+    from fastapi.testclient import TestClient
+
+    from serve import ServiceSettings, create_app
+
+    text = "同心县出租车司机拒载绕路"
+    _, out, _ = run(["predict", "--json", "--store", str(trained_store), text], capsys)
+    from_cli = json.loads(out)
+    with TestClient(create_app(ServiceSettings(model_store=trained_store, train_demo_if_empty=False))) as client:
+        from_service = client.post("/predict", json={"text": text, "top_k": 3}).json()
+    # the service's response model spells absent optional fields as null (explanation, routing)
+    service_targets = {t: {k: v for k, v in e.items() if v is not None} for t, e in from_service["targets"].items()}
+    assert service_targets == from_cli["targets"]
+    assert from_service["needs_review"] == from_cli["needs_review"]
+    assert from_service["model_version"] == from_cli["model_version"]

@@ -77,7 +77,7 @@ def test_ensure_demo_model_reuses_the_current_version(demo_store):
 def test_cli_demo_prints_routing_as_json(demo_store, capsys):
     assert main(["demo", "--store", str(demo_store.path), "--json", SAMPLE_COMPLAINTS[3]]) == 0
     out = json.loads(capsys.readouterr().out.strip())
-    assert out["agency"]["label"] == "海原县李旺镇政府"
+    assert out["targets"]["agency"]["label"] == "海原县李旺镇政府"
     assert out["routing"]["path"] == "directory"
     assert out["routing"]["place"]["town"] == "李旺镇"
 

@@ -187,10 +187,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results = stored.model.predict_details(texts, top_k=args.top_k, explain=args.explain)
     for result in results:
         if args.json:
-            _print_json({**result, "model_version": stored.version})
+            _print_json(json_record(result, stored))
         else:
             print(format_prediction(result))
     return 0
+
+
+def json_record(result: dict[str, Any], stored: Any) -> dict[str, Any]:
+    """The service's response shape (``classifier.model.prediction_record``) plus the model version."""
+    from classifier.model import prediction_record
+
+    model = stored.model
+    return {**prediction_record(result, list(model.targets_), default_threshold=model.review_threshold),
+            "model_version": stored.version}
 
 
 def format_prediction(result: dict[str, Any]) -> str:
@@ -281,7 +290,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     texts = args.texts or SAMPLE_COMPLAINTS
     for text, result in zip(texts, stored.model.predict_details(texts)):
         if args.json:
-            _print_json({**result, "model_version": stored.version})
+            _print_json(json_record(result, stored))
         else:
             print(text)
             print(format_prediction(result))

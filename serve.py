@@ -151,11 +151,6 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
             f"HOTLINE_THRESHOLDS names targets {unknown} that model version {stored.version!r} does not predict "
             f"(it predicts {targets}); fix the setting or the model"
         )
-    vectorizer = getattr(model, "vectorizer_", None)
-    if getattr(vectorizer, "n_jobs", 1) != 1:
-        # large batches would be tokenized in a process pool; in a server that oversubscribes the cores the
-        # workers already use, and forks from inside a worker
-        vectorizer.n_jobs = 1  # type: ignore[union-attr]
     model.warm_up()
     return LoadedModel(
         version=stored.version,

@@ -137,9 +137,11 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     # -- transforming -----------------------------------------------------------------------------------
     def transform(self, raw_documents: Sequence[str]) -> sp.csr_matrix:
+        """Features of texts for a fitted vectorizer.  Always in this process: ``n_jobs`` parallelizes fitting
+        only, so a served model never starts a process pool inside a server worker."""
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
-        n_jobs = self.n_jobs if len(raw_documents) > 1 else 1
+        n_jobs = 1
         get = self.vocabulary_.get
         n = len(self.vocabulary_)
         parts = []

@@ -249,6 +249,11 @@ class ComplaintClassifier(BaseEstimator):
 
     def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> ComplaintClassifier:
         """Fit on raw texts and, per target, a label for each text (None / NaN: no label for that target)."""
+        self._fit_matrix(texts, targets)
+        return self
+
+    def _fit_matrix(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> sp.csr_matrix:
+        """``fit``, returning the training feature matrix so subclasses can fit more heads on it."""
         cfg = self._config()
         texts = check_texts(texts, cfg.max_text_length)
         if not isinstance(targets, Mapping) or not targets:
@@ -284,7 +289,7 @@ class ComplaintClassifier(BaseEstimator):
             head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
             self.heads_[name] = head.fit(X[np.flatnonzero(has)], y[has].astype(str))
         self.targets_ = list(self.heads_)
-        return self
+        return X
 
     # -- introspection ----------------------------------------------------------------------------------
     def classes(self, target: str) -> list[str]:

@@ -69,9 +69,8 @@ class RoutedClassifier(ComplaintClassifier):
         for derived in (FUNCTION, COUNTY):
             if derived in targets:
                 raise TrainingDataError(f"{derived!r} is derived from the routing directory; do not pass it")
-        super().fit(texts, targets)
+        X = self._fit_matrix(texts, targets)
         if self.directory is not None and AGENCY in targets:
-            X = self.vectorizer_.transform(check_texts(texts, self.max_text_length))
             self._fit_routing(X, targets[AGENCY])
         else:
             self.directory_ = None

@@ -148,9 +148,21 @@ def test_text_over_the_limit_names_the_limit(store):
         assert c.post("/predict", json={"text": "路灯" * 20}).status_code == 200
 
 
-def test_served_models_tokenize_in_the_worker_not_a_process_pool(store):
+def test_served_models_tokenize_in_the_worker_not_a_process_pool(store, monkeypatch):
+    import joblib
+
+    from classifier import features
+
     loaded = load_model(ServiceSettings(model_store=store[0].path))
-    assert loaded.model.vectorizer_.n_jobs == 1
+    monkeypatch.setattr(features, "_PARALLEL_MIN_CHARS", 1)
+    monkeypatch.setattr(features, "_PARALLEL_MIN_TEXTS", 1)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started while predicting")
+
+    monkeypatch.setattr(joblib, "Parallel", no_pool)
+    results = loaded.model.predict_details(["同心县出租车拒载"] * 300)
+    assert len(results) == 300
 
 
 def test_the_model_limit_applies_when_it_is_lower(tiny_model, store):

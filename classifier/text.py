@@ -95,7 +95,9 @@ def _check_user_dict(content: str, source: Path | str) -> None:
 
 _USER_DICT_LINE = re.compile(r"^\S+( [0-9]+)?( [a-z]+)?$")
 SEGMENTERS = ("jieba", "rjieba", "auto")
-_JIEBA_CACHE: dict[str, Any] = {}
+_JIEBA_CACHE: dict[tuple[str, str], Any] = {}
+# jieba's own user-dictionary line format (jieba/__init__.py ``re_userdict``): word, optional freq, optional tag
+_USER_DICT_ENTRY = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
 _jieba_init_lock = threading.Lock()
 
 
@@ -111,10 +113,11 @@ class ComplaintTokenizer:
     user_dict : text of a jieba user dictionary (``word [freq] [tag]`` per line), or None.
     stop_words : text with one stop word per line, or None.
     hmm : let jieba's HMM guess words that are in no dictionary.
-    segmenter : "jieba", "rjieba" (jieba-rs binding: same dictionary, same tokens without HMM, ~10x faster, no
-        user dictionary) or "auto" (rjieba when it is installed and there is no user dictionary, else jieba).
-        "auto" is resolved in each process, so a model trained with rjieba still loads and segments the same
-        where rjieba is missing (tests/test_segmenter.py pins the agreement).
+    segmenter : "jieba", "rjieba" (jieba-rs binding: same dictionary and tokens, ~15x faster; the user
+        dictionary is loaded entry by entry with ``add_word``, as jieba's ``load_userdict`` does) or "auto"
+        (rjieba when it is installed, else jieba).  "auto" is resolved in each process, so a model trained
+        with rjieba still loads and segments the same where rjieba is missing (tests/test_segmenter.py pins the
+        agreement, with and without a user dictionary).
     """
 
     def __init__(
@@ -127,9 +130,8 @@ class ComplaintTokenizer:
         if segmenter not in SEGMENTERS:
             raise ValueError(f"segmenter must be one of {list(SEGMENTERS)}, got {segmenter!r}")
         if user_dict:
+            user_dict = user_dict.lstrip("\ufeff")  # a BOM would glue itself to the first word
             _check_user_dict(user_dict, "user dictionary")
-        if segmenter == "rjieba" and user_dict:
-            raise DictionaryError("rjieba cannot load a user dictionary; use segmenter='jieba' with one")
         self.user_dict = user_dict or None
         self.stop_words = stop_words or None
         self.hmm = hmm
@@ -173,8 +175,6 @@ class ComplaintTokenizer:
         """The segmenter this process actually uses: "jieba" or "rjieba" ("auto" resolved)."""
         if self.segmenter != "auto":
             return self.segmenter
-        if self.user_dict:
-            return "jieba"
         try:
             import rjieba  # noqa: F401
         except ImportError:
@@ -183,27 +183,16 @@ class ComplaintTokenizer:
 
     def _build(self) -> Any:
         engine = self.engine
-        if engine == "rjieba":
-            import rjieba
-
-            self._rjieba = True
-            return rjieba
-        self._rjieba = False
-        # one jieba instance per dictionary and process: loading the dictionary takes ~1 s, and worker processes
-        # that analyze chunks of a large batch would otherwise pay it for every chunk.  An initialized
-        # jieba.Tokenizer is only read by ``cut``, so sharing it is safe.
-        key = self.user_dict_sha256 or ""
-        tok = _JIEBA_CACHE.get(key)
-        if tok is None:
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)
-            tok = jieba.Tokenizer()
-            tok.initialize()
-            if self.user_dict:
-                tok.load_userdict(io.StringIO(self.user_dict))
-            _JIEBA_CACHE[key] = tok
-        return tok
+        self._rjieba = engine == "rjieba"
+        # one segmenter per engine, dictionary and process: loading jieba's dictionary takes ~1 s, and worker
+        # processes that analyze chunks of a large batch would otherwise pay it for every chunk.  An initialized
+        # segmenter is only read by ``cut``, so sharing it is safe.
+        key = (engine, self.user_dict_sha256 or "")
+        seg = _JIEBA_CACHE.get(key)
+        if seg is None:
+            seg = _new_rjieba(self.user_dict) if self._rjieba else _new_jieba(self.user_dict)
+            _JIEBA_CACHE[key] = seg
+        return seg
 
     def warm_up(self) -> ComplaintTokenizer:
         """Load the dictionaries now (at service start) instead of on the first request."""
@@ -247,6 +236,35 @@ class ComplaintTokenizer:
             f"ComplaintTokenizer(user_dict={user_dict}, "
             f"stop_words={len(self._stop)}, hmm={self.hmm}, segmenter={self.segmenter!r})"
         )
+
+
+def _new_jieba(user_dict: str | None) -> Any:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    if user_dict:
+        tok.load_userdict(io.StringIO(user_dict))
+    return tok
+
+
+def _new_rjieba(user_dict: str | None) -> Any:
+    """Its own ``rjieba.Jieba`` (never the module's shared default), with the user dictionary added the way
+    jieba's ``load_userdict`` adds it: a missing frequency is left to ``suggest_freq`` in both."""
+    import rjieba
+
+    seg = rjieba.Jieba()
+    for lineno, line in enumerate((user_dict or "").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        match = _USER_DICT_ENTRY.match(line)
+        if match is None:  # refused when the tokenizer was made (_check_user_dict); kept as a guard
+            raise DictionaryError(f"user dictionary line {lineno} is not 'word [frequency] [tag]': {line!r}")
+        word, freq, tag = match.groups()
+        seg.add_word(word.strip(), int(freq) if freq else None, tag.strip() if tag else None)
+    return seg
 
 
 def _is_punct(token: str) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pickle
 
+import pandas as pd
 import pytest
 
 from classifier.config import TrainingConfig
 from classifier.text import ComplaintTokenizer, normalize
+from training.demo import DEMO_DIR as DEMO
 
 rjieba = pytest.importorskip("rjieba", reason="rjieba is not installed (pip install rjieba)")
 
@@ -44,9 +46,9 @@ def test_golden_tokens_are_pinned():
     assert tok(GOLDEN[5]) == ["我", "的", "电话", "是", "<PHONE>", "请", "尽快", "回复"]
 
 
-def test_auto_uses_rjieba_without_a_user_dictionary_and_jieba_with_one():
+def test_auto_uses_rjieba_with_and_without_a_user_dictionary():
     assert ComplaintTokenizer(segmenter="auto").engine == "rjieba"
-    assert ComplaintTokenizer(segmenter="auto", user_dict="兴庆区交警一大队 10 n").engine == "jieba"
+    assert ComplaintTokenizer(segmenter="auto", user_dict="兴庆区交警一大队 10 n").engine == "rjieba"
     assert ComplaintTokenizer(segmenter="jieba").engine == "jieba"
     assert TrainingConfig().features.segmenter == "auto"
 
@@ -60,11 +62,30 @@ def test_auto_falls_back_to_jieba_where_rjieba_is_missing(monkeypatch):
     assert tok(GOLDEN[0]) == ComplaintTokenizer(segmenter="jieba")(GOLDEN[0])
 
 
-def test_rjieba_refuses_a_user_dictionary_and_unknown_segmenters_are_refused():
-    from classifier.errors import DictionaryError
+@pytest.mark.parametrize("hmm", [False, True])
+def test_rjieba_with_the_demo_user_dictionary_agrees_with_jieba_on_the_whole_demo_corpus(hmm):
+    """The user dictionary goes into rjieba through add_word: every demo complaint must segment as jieba's
+    load_userdict segments it (a missing frequency, a tag, a BOM on the first line)."""
+    user_dict = "\ufeff" + (DEMO / "userdict.txt").read_text(encoding="utf-8")
+    jieba_tok = ComplaintTokenizer(segmenter="jieba", user_dict=user_dict, hmm=hmm)
+    rjieba_tok = ComplaintTokenizer(segmenter="rjieba", user_dict=user_dict, hmm=hmm)
+    texts = pd.read_csv(DEMO / "complaints.csv")["text"].tolist() + GOLDEN
+    differ = [t for t in texts if rjieba_tok(t) != jieba_tok(t)]
+    assert differ == []
+    # the dictionary is really used: a place name from it stays one token in both
+    assert "李旺镇" in rjieba_tok("海原县李旺镇杨堡村") and "李旺镇" not in ComplaintTokenizer(segmenter="rjieba")(
+        "海原县李旺镇杨堡村")
 
-    with pytest.raises(DictionaryError, match="rjieba cannot load a user dictionary"):
-        ComplaintTokenizer(segmenter="rjieba", user_dict="兴庆区交警一大队 10 n")
+
+def test_rjieba_user_dictionary_frequency_and_tag_are_honoured():
+    plain = ComplaintTokenizer(segmenter="rjieba")
+    assert "六盘山中路" not in plain("六盘山中路施工")
+    for entry in ("六盘山中路", "六盘山中路 5", "六盘山中路 5 ns", "六盘山中路 ns"):
+        tok = ComplaintTokenizer(segmenter="rjieba", user_dict=entry)
+        assert tok("六盘山中路施工") == ComplaintTokenizer(segmenter="jieba", user_dict=entry)("六盘山中路施工"), entry
+
+
+def test_unknown_segmenters_are_refused():
     with pytest.raises(ValueError, match="segmenter must be one of"):
         ComplaintTokenizer(segmenter="pkuseg")
 

@@ -141,16 +141,23 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         only, so a served model never starts a process pool inside a server worker."""
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
-        n_jobs = 1
         get = self.vocabulary_.get
         n = len(self.vocabulary_)
-        parts = []
-        for names, X in count_many(self, raw_documents, n_jobs=n_jobs, progress=self.progress):
-            remap = np.fromiter(map(get, names, repeat(n)), dtype=np.int32, count=len(names))
-            X.indices = remap[X.indices]
-            parts.append(X)
-        # unknown features were mapped to the extra column n, which is dropped here
-        return self._weight(_stack(parts, n + 1)[:, :n])
+        # each feature straight to its fitted column (unknown ones to the extra column n, dropped below): one
+        # C-level map per text, no per-batch vocabulary to build and remap as fitting needs
+        chunks: list[np.ndarray] = []
+        lengths: list[int] = []
+        docs = list(raw_documents)
+        for t in _progress(docs, len(docs), "featurizing", self.progress, unit="text"):
+            feats = self.analyze(t)
+            chunks.append(np.fromiter(map(get, feats, repeat(n)), dtype=np.int32, count=len(feats)))
+            lengths.append(len(feats))
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        indices = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
+        X = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), n + 1))
+        X.sum_duplicates()
+        return self._weight(X[:, :n])
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""

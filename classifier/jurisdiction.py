@@ -22,7 +22,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +92,10 @@ class PlaceMatch:
     candidates: tuple[tuple[str, str | None], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("candidates")
-        return d
+        # by hand, not dataclasses.asdict (a recursive deep copy): this runs for every routed complaint
+        return {"name": self.name, "level": self.level, "city": self.city, "county": self.county,
+                "town": self.town, "score": self.score, "mentions": list(self.mentions),
+                "ambiguous": list(self.ambiguous)}
 
 
 UNKNOWN = "unknown"
@@ -348,6 +349,9 @@ class PlaceResolver:
             index[name] = (tuple(dict.fromkeys(ps)), 1.0)
         self._index = index
         self._lengths = tuple(sorted({len(k) for k in index}, reverse=True))
+        # the first two characters of every name (or the name, if shorter): most positions of a complaint start
+        # no name, and one set lookup rules them out before the lookups per name length
+        self._heads = frozenset(k[:2] for k in index)
 
     def mentions(self, text: str) -> list[tuple[str, tuple[Place, ...], float]]:
         """Every place name in ``text`` with its candidate places and evidence weight: longest match first,
@@ -356,7 +360,13 @@ class PlaceResolver:
         out = []
         i, n = 0, len(text)
         index, lengths = self._index, self._lengths
+        heads = self.__dict__.get("_heads")
+        if heads is None:  # a resolver pickled before the prefilter existed
+            heads = self._heads = frozenset(k[:2] for k in index)
         while i < n:
+            if text[i : i + 2] not in heads and text[i] not in heads:
+                i += 1
+                continue
             for L in lengths:
                 if i + L <= n:
                     hit = index.get(text[i : i + L])

@@ -367,14 +367,13 @@ class ComplaintClassifier(BaseEstimator):
             probas = {t: self.heads_[t].predict_proba(X) for t in names}
             rows = [(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
                     for i in range(X.shape[0])] if explain else []
+        ranked = {t: _ranked_rows(self.heads_[t].classes_, probas[t], top_k) for t in names}
         results = []
         for i in range(len(texts)):
             result: dict[str, Any] = {}
             review = False
             for t in names:
-                head = self.heads_[t]
-                p = probas[t][i]
-                entry = _ranked(head.classes_, p, top_k)
+                entry = ranked[t][i]
                 if explain:
                     entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"])
                 result[t] = entry
@@ -438,6 +437,7 @@ class ComplaintClassifier(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_names_cache", None)
+        state.pop("_plans", None)  # RoutedClassifier's per-place lookup cache, rebuilt on use
         return state
 
 
@@ -463,11 +463,18 @@ def _check_top_k(top_k: Any) -> None:
         raise ComplaintInputError(f"top_k must be an integer from 1 to 50, got {top_k!r}")
 
 
-def _ranked(classes: np.ndarray, p: np.ndarray, top_k: int) -> dict[str, Any]:
+def _ranked_rows(classes: np.ndarray, P: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    """``{"label", "score", "alternatives"}`` for every row of ``P``: one sort for the whole batch, ties in
+    class order."""
     k = min(top_k, len(classes))
-    order = np.argsort(-p, kind="stable")[:k]
-    alts = [{"label": str(classes[j]), "score": round(float(p[j]), 6)} for j in order]
-    return {"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts}
+    order = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(P, order, axis=1).tolist()
+    names = [str(c) for c in classes]
+    out = []
+    for js, ss in zip(order.tolist(), scores, strict=True):
+        alts = [{"label": names[j], "score": round(s, 6)} for j, s in zip(js, ss, strict=True)]
+        out.append({"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts})
+    return out
 
 
 def _is_label(v: Any) -> bool:

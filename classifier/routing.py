@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from .config import TrainingConfig
 from .errors import TrainingDataError
 from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
-from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked, check_texts
+from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked_rows, check_texts
 from .text import ComplaintTokenizer
 
 __all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY"]
@@ -69,6 +69,7 @@ class RoutedClassifier(ComplaintClassifier):
         for derived in (FUNCTION, COUNTY):
             if derived in targets:
                 raise TrainingDataError(f"{derived!r} is derived from the routing directory; do not pass it")
+        self.__dict__.pop("_plans", None)
         X = self._fit_matrix(texts, targets)
         if self.directory is not None and AGENCY in targets:
             self._fit_routing(X, targets[AGENCY])
@@ -194,21 +195,20 @@ class RoutedClassifier(ComplaintClassifier):
         else:
             X = self.vectorizer_.transform(texts)
         P, routes = self._route(texts, X)
-        others = {t: self.heads_[t].predict_proba(X) for t in names if t != AGENCY}
+        ranked = {t: _ranked_rows(self.heads_[t].classes_, self.heads_[t].predict_proba(X), top_k)
+                  for t in names if t != AGENCY}
+        ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
         results = []
         for i in range(len(texts)):
             row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
             result: dict[str, Any] = {}
             review = False
             for t in names:
-                if t == AGENCY:
-                    entry = _ranked(self.agency_classes_, P[i], top_k)
-                    if explain:
-                        entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
-                else:
-                    entry = _ranked(self.heads_[t].classes_, others[t][i], top_k)
-                    if explain:
-                        entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
+                entry = ranked[t][i]
+                if explain and t == AGENCY:
+                    entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
+                elif explain:
+                    entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
                 result[t] = entry
                 threshold = (thresholds or {}).get(t, self.review_threshold)
                 review = review or entry["score"] < threshold
@@ -232,6 +232,7 @@ class RoutedClassifier(ComplaintClassifier):
         P = np.zeros((len(texts), len(self.agency_classes_)), dtype=np.float64)
         P[:, self._flat_cols_] = flat
         routes = []
+        directory = self._directory()
         for i, text in enumerate(texts):
             place = self.resolver_.resolve(text)
             top = int(np.argmax(pf[i]))
@@ -253,7 +254,7 @@ class RoutedClassifier(ComplaintClassifier):
                     routes.append(route)
                     continue
                 county, town, w = weighted[0]
-                city = self._directory().county_city(county)
+                city = directory.county_city(county)
                 route["place"] = {**route["place"], "name": town or county, "level": "town" if town else "county",
                                   "city": city, "county": county, "town": town, "score": round(w, 4),
                                   "source": "model"}
@@ -271,7 +272,6 @@ class RoutedClassifier(ComplaintClassifier):
             P[i] = mapped + (1.0 - mass) * flat_row
             route["path"] = "directory"
             route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
-            directory = self._directory()
             county, town, _ = weighted[0]
             if directory.agency_for(fn, county, town) is None:
                 note = (f"{fn} needs a town; spread over {county}'s towns by the flat model"
@@ -312,25 +312,38 @@ class RoutedClassifier(ComplaintClassifier):
         self, pf: np.ndarray, county: str, town: str | None, flat_row: np.ndarray
     ) -> tuple[np.ndarray, float]:
         """Each agency's probability from the functions the directory can place here, and their total."""
-        directory, col = self._directory(), self._agency_col_
-        classes = self.heads_[FUNCTION].classes_
+        fixed_fns, fixed_cols, spread = self._place_plan(county, town)
         mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
-        mass = 0.0
-        for j, fn in enumerate(classes):
+        np.add.at(mapped, fixed_cols, pf[fixed_fns])
+        mass = float(pf[fixed_fns].sum())
+        for j, cols in spread:
+            # the flat model's belief in each of the county's towns; what it puts elsewhere is spread
+            # evenly, so a guess between towns keeps a low score and asks for review
             p = float(pf[j])
-            agency = directory.agency_for(str(fn), county, town)
-            if agency is not None:
-                mapped[col[agency]] += p
-                mass += p
-            elif town is None and fn in directory.town_functions:
-                # the flat model's belief in each of the county's towns; what it puts elsewhere is spread
-                # evenly, so a guess between towns keeps a low score and asks for review
-                cols = [col[a] for a in directory.town_agencies(str(fn), county)]
-                if cols:
-                    belief = flat_row[cols]
-                    mapped[cols] += p * (belief + (1.0 - belief.sum()) / len(cols))
-                    mass += p
+            belief = flat_row[cols]
+            mapped[cols] += p * (belief + (1.0 - belief.sum()) / len(cols))
+            mass += p
         return mapped, mass
+
+    def _place_plan(self, county: str, town: str | None) -> tuple[np.ndarray, np.ndarray, list]:
+        """For one place, which functions the directory maps to one agency column (function indices, agency
+        columns) and which town-level ones spread over the county's towns; computed once per place."""
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get((county, town))
+        if plan is None:
+            directory, col = self._directory(), self._agency_col_
+            fns, cols, spread = [], [], []
+            for j, fn in enumerate(self.heads_[FUNCTION].classes_):
+                agency = directory.agency_for(str(fn), county, town)
+                if agency is not None:
+                    fns.append(j)
+                    cols.append(col[agency])
+                elif town is None and fn in directory.town_functions:
+                    town_cols = np.array([col[a] for a in directory.town_agencies(str(fn), county)], dtype=np.intp)
+                    if len(town_cols):
+                        spread.append((j, town_cols))
+            plan = cache[(county, town)] = (np.array(fns, dtype=np.intp), np.array(cols, dtype=np.intp), spread)
+        return plan
 
     def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any]) -> list:
         if route["path"] == "directory":

@@ -159,7 +159,11 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return out
 
     def decision_function(self, X: sp.csr_matrix) -> np.ndarray:
-        check_is_fitted(self, "coef_")
+        if "coef_" not in self.__dict__:  # check_is_fitted's answer at a fraction of its cost (hot path)
+            check_is_fitted(self, "coef_")
+        if X.shape[0] == 1 and sp.issparse(X):  # one complaint: gather its rows, no sparse-product dispatch
+            X = X.tocsr()
+            return (X.data @ self.coef_[X.indices] + self.intercept_)[None, :]
         return np.asarray(X @ self.coef_) + self.intercept_
 
     def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
@@ -469,10 +473,9 @@ def _ranked_rows(classes: np.ndarray, P: np.ndarray, top_k: int) -> list[dict[st
     k = min(top_k, len(classes))
     order = np.argsort(-P, axis=1, kind="stable")[:, :k]
     scores = np.take_along_axis(P, order, axis=1).tolist()
-    names = [str(c) for c in classes]
     out = []
     for js, ss in zip(order.tolist(), scores, strict=True):
-        alts = [{"label": names[j], "score": round(s, 6)} for j, s in zip(js, ss, strict=True)]
+        alts = [{"label": str(classes[j]), "score": round(s, 6)} for j, s in zip(js, ss, strict=True)]
         out.append({"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts})
     return out
 

@@ -140,7 +140,8 @@ class RoutedClassifier(ComplaintClassifier):
         return getattr(self, "directory_", None) is not None
 
     def _directory(self) -> RoutingDirectory:
-        check_is_fitted(self, "directory_")
+        if "directory_" not in self.__dict__:
+            check_is_fitted(self, "directory_")
         if self.directory_ is None:
             raise TrainingDataError("this model was trained without a routing directory")
         return self.directory_

@@ -77,8 +77,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    threads: int = Field(default=4, ge=1, le=256, description="threads per worker running predictions; more "
-                         "only adds GIL contention for this CPU-bound work")
+    threads: int = Field(default=4, ge=1, le=256, description="threads per worker running batch predictions "
+                         "and the other sync routes (single /predict runs in the event loop); more only adds GIL "
+                         "contention for this CPU-bound work")
     train_demo_if_empty: bool = Field(default=True, description="train the Ningxia demo model into an empty "
                                       "store at start-up")
     strict_versions: bool = Field(default=False, description="refuse models trained with other library versions")

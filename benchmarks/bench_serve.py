@@ -177,7 +177,8 @@ def breakdown(store: Path, texts: list[str]) -> dict[str, float]:
 
 def asgi_per_request(store: Path, texts: list[str], n: int = 300) -> float:
     """Microseconds per /predict through the whole ASGI app, called directly (no sockets, no HTTP parsing):
-    middleware, validation, the thread-pool trip, the model, the response model, JSON, the log line, metrics."""
+    middleware, validation, the model, the response model, JSON, the log line, metrics (the route runs in the
+    event loop, no thread-pool trip)."""
     import asyncio
     import logging
 
@@ -351,7 +352,7 @@ def report(r: dict[str, Any]) -> str:
         "Where one request's time goes (in-process, µs per 50-character complaint): tokenization "
         f"{b['tokenize_us']:.0f}, whole `predict_details` {b['predict_details_us']:.0f}, batch of 100 "
         f"{b['batch_per_text_us']:.0f} per text; the whole app called in-process without sockets (middleware, "
-        f"validation, thread-pool trip, model, response model, JSON, log line, metrics) {b['app_in_process_us']:.0f}, "
+        f"validation, model, response model, JSON, log line, metrics) {b['app_in_process_us']:.0f}, "
         f"so the app adds {b['app_in_process_us'] - b['predict_details_us']:.0f}. Server-side mean latency at c16: "
         f"{r['server_side_ms_w1']:.2f} ms (1 worker), {r['server_side_ms_w2']:.2f} ms (2 workers).",
         "",

@@ -1,0 +1,49 @@
+"""benchmarks/experiments.py: every variant runs, the table says which beat the shipped model, the section is
+rewritten in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.datasets import Task
+from benchmarks.experiments import END, START, render, run, write_section
+
+TOPICS = {
+    "交通": ["路口红绿灯坏了车辆拥堵", "公交车晚点司机态度差", "道路施工占道交通堵塞", "出租车拒载乱收费"],
+    "环境": ["工厂排放废气气味刺鼻", "河道垃圾堆积污水横流", "夜间施工噪音扰民", "餐馆油烟直排居民楼"],
+    "教育": ["学校乱收补课费", "幼儿园收费过高", "学生课业负担太重", "学校食堂卫生差"],
+}
+
+
+def _task() -> Task:
+    rng = np.random.default_rng(0)
+    texts, labels = [], []
+    for label, phrases in TOPICS.items():
+        for i in range(16):
+            texts.append(f"{phrases[i % 4]}，{phrases[(i + 1) % 4]}，第{rng.integers(1, 99)}次反映")
+            labels.append(label)
+    test = [f"{p}，请处理" for ps in TOPICS.values() for p in ps]
+    return Task("toy", "three topics", texts, labels, test, [t for t, ps in TOPICS.items() for _ in ps])
+
+
+def test_every_variant_is_scored_and_the_shipped_model_is_not_marked_as_beating_itself():
+    task = _task()
+    table = run([task])
+    assert set(table) >= {"LinearSVC (shipped)", "Crammer-Singer SVM", "stacking: 3 SVM views + LR",
+                          "class weights, power 0.5"}
+    assert all(set(row) == {"toy"} for row in table.values())
+    assert table["LinearSVC (shipped)"]["toy"] == (1.0, 1.0)  # the topics are separable
+    body = render(table, ["toy"], "cmd")
+    assert body.startswith(START) and body.rstrip().endswith(END)
+    assert "| LinearSVC (shipped) | 1.0000 / 1.0000 |" in body and "| **" not in body  # nothing beats 1.0
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path: Path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nother section\n", encoding="utf-8")
+    write_section(path, f"{START}\nfirst\n{END}\n")
+    write_section(path, f"{START}\nsecond\n{END}\n")
+    text = path.read_text(encoding="utf-8")
+    assert "second" in text and "first" not in text and text.count(START) == 1 and "other section" in text

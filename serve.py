@@ -258,7 +258,8 @@ class TargetPrediction(BaseModel):
     threshold: float = Field(description="the review threshold for this target")
     needs_review: bool = Field(description="score is under the threshold")
     alternatives: list[Alternative]
-    explanation: list[ExplanationTerm] | None = None
+    # absent unless asked for ("explain": true), as in `hotline predict --json`: one shape for both
+    explanation: list[ExplanationTerm] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Prediction(BaseModel):
@@ -267,8 +268,9 @@ class Prediction(BaseModel):
 
     targets: dict[str, TargetPrediction]
     needs_review: bool = Field(description="true when any target's score is under its threshold")
-    routing: dict[str, Any] | None = Field(default=None, description="how the agency was routed, when the "
-                                           "model is a routing model")
+    routing: dict[str, Any] | None = Field(default=None, exclude_if=lambda v: v is None,
+                                           description="how the agency was routed; present only when the model "
+                                           "is a routing model")
 
 
 class PredictResponse(Prediction):

@@ -1,5 +1,5 @@
 """The report opens in headless Chromium (Debian's ``chromium``) with no console errors and no network
-requests, its tables sort, and a screenshot is not blank."""
+requests, its tables sort, its Chinese labels render as glyphs (not boxes), and a screenshot is not blank."""
 
 from __future__ import annotations
 
@@ -59,6 +59,20 @@ def test_report_opens_offline_without_errors(page_file):
             header.click()
             first_f1 = page.locator("#per-class-category tbody tr").first.locator("td").nth(3).inner_text()
             assert first_f1 == "1.0000"
+            # the labels are Chinese: with the page's fonts, a CJK character must not draw the same "tofu" box as
+            # a code point no font has (.ci/run installs fonts-wqy-zenhei; without a CJK font this fails)
+            glyphs = page.evaluate(r"""() => {
+                const draw = (ch) => {
+                    const c = document.createElement("canvas"); c.width = 40; c.height = 40;
+                    const g = c.getContext("2d");
+                    g.font = "32px " + getComputedStyle(document.body).fontFamily;
+                    g.fillText(ch, 2, 34);
+                    return Array.from(g.getImageData(0, 0, 40, 40).data).join(",");
+                };
+                return {cjk: [draw("交"), draw("局")], missing: draw("\u{10FFFD}")};
+            }""")
+            assert glyphs["cjk"][0] != glyphs["cjk"][1], "CJK characters render as identical boxes: no CJK font"
+            assert glyphs["missing"] not in glyphs["cjk"]
             shot = page.screenshot(full_page=False)
         finally:
             browser.close()

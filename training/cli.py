@@ -58,6 +58,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agency", help="column holding the agency label")
     p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN",
                    help="any other target, e.g. --target subcategory=二级标签 (repeatable)")
+    p.add_argument("--group", metavar="COLUMN",
+                   help="column (caller, work-order thread) whose rows stay together on one side of the hold-out "
+                        "and of every cross-validation fold, so repeat calls do not inflate the metrics")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
     p.add_argument("--config", type=Path, help="JSON training config (strict: unknown keys fail)")
     p.add_argument("--min-class-count", type=int)
@@ -119,7 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         directory = RoutingDirectory.from_dir(args.directory)
     model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
-                  progress=False if args.quiet else None, log=log, encoding=args.encoding, directory=directory)
+                  progress=False if args.quiet else None, log=log, encoding=args.encoding, directory=directory,
+                  group=args.group)
     store = _store(args)
     version = save_model(model, store, promote=True if args.promote else None)
     current = store.current() == version

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from classifier.config import TrainingConfig
 from classifier.errors import TrainingDataError
@@ -25,6 +24,7 @@ from classifier.text import ComplaintTokenizer
 
 from .data import ValidationReport, default_targets, fingerprint, read_table, validate
 from .metrics import classification_metrics
+from .splits import group_values, holdout_split, kfold_splits
 
 __all__ = ["train", "save_model", "fit_and_measure"]
 
@@ -38,6 +38,7 @@ def train(
     log: Any = None,
     encoding: str | None = None,
     directory: RoutingDirectory | None = None,
+    group: str | None = None,
 ) -> ComplaintClassifier:
     """Validate ``data``, measure on a seeded stratified hold-out (and optional k-fold CV), fit, and return
     the model with ``validation_report``, ``metrics`` and ``training_data`` attached.
@@ -46,7 +47,9 @@ def train(
     set with only one of them trains only that one.  ``progress``: tqdm bars (default: when stderr is a
     terminal).  ``log``: a callable for progress lines (default: none).  ``directory``: a
     ``RoutingDirectory``; the model is then a ``RoutedClassifier`` that routes agencies by (place, function),
-    and the hold-out agency metrics measure that routing.
+    and the hold-out agency metrics measure that routing.  ``group``: a column (caller, work-order thread)
+    whose rows stay together on one side of the hold-out and of each CV fold (``training.splits``), so repeat
+    calls about one problem do not make the metrics look better than they are.
     """
     config = config or TrainingConfig()
     say = log or (lambda _msg: None)
@@ -66,20 +69,25 @@ def train(
         drop_duplicates=config.drop_duplicates,
     )
     say(str(report))
+    groups = group_values(data, group, clean) if group is not None else None
+    if groups is not None:
+        say(f"groups: column {group!r}, {len(set(groups.tolist()))} groups; each stays on one side of every split")
     tokenizer = ComplaintTokenizer.from_files(
         config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter
     )
     names = list(targets)
     metrics: dict[str, Any] = {}
     if config.test_size > 0:
-        train_idx, test_idx = _holdout_split(clean, names, config, report)
+        train_idx, test_idx = holdout_split(_stratify_labels(clean, names), config.test_size, config.seed, groups,
+                                            report.warnings)
         say(f"hold-out: training on {len(train_idx)} rows, measuring on {len(test_idx)}")
         model, metrics = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, progress, directory)
         for name in names:
             metrics[name]["split"] = "holdout"
+            metrics[name]["group"] = group
     if config.cv_folds >= 2:
         say(f"{config.cv_folds}-fold cross-validation")
-        for name, scores in _cross_validate(clean, names, config, tokenizer, directory).items():
+        for name, scores in _cross_validate(clean, names, config, tokenizer, directory, groups).items():
             metrics.setdefault(name, {})["cv"] = scores
     if config.test_size == 0 or config.refit_full:
         say(f"fitting on all {len(clean)} rows")
@@ -95,7 +103,7 @@ def train(
         "sha256": fingerprint(data, [text, *targets.values()]),
         "rows": int(len(data)),
         "rows_used": int(len(clean)),
-        "columns": {"text": text, **dict(targets)},
+        "columns": {"text": text, **dict(targets), **({"group": group} if group is not None else {})},
     }
     return model
 
@@ -137,31 +145,15 @@ def _stratify_labels(clean: pd.DataFrame, names: list[str]) -> pd.Series:
     return clean[names[0]].fillna("\x00")
 
 
-def _holdout_split(
-    clean: pd.DataFrame, names: list[str], config: TrainingConfig, report: ValidationReport
-) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.arange(len(clean))
-    strat = _stratify_labels(clean, names)
-    try:
-        return tuple(train_test_split(idx, test_size=config.test_size, random_state=config.seed, stratify=strat))
-    except ValueError as exc:
-        report.warnings.append(f"hold-out split is not stratified ({exc})")
-        return tuple(train_test_split(idx, test_size=config.test_size, random_state=config.seed))
-
-
 def _cross_validate(
     clean: pd.DataFrame, names: list[str], config: TrainingConfig, tokenizer: ComplaintTokenizer,
-    directory: RoutingDirectory | None = None,
+    directory: RoutingDirectory | None = None, groups: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    strat = _stratify_labels(clean, names)
-    folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
     per: dict[str, dict[str, list[float]]] = {n: {"accuracy": [], "macro_f1": [], "top3_accuracy": []} for n in names}
     try:
-        splits = list(folds.split(np.zeros(len(clean)), strat))
-    except ValueError as exc:
-        raise TrainingDataError(
-            f"cannot run {config.cv_folds}-fold CV: {exc}. Lower --cv or --min-class-count"
-        ) from None
+        splits = kfold_splits(_stratify_labels(clean, names), config.cv_folds, config.seed, groups)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{exc}; lower --cv or raise --min-class-count") from None
     for train_idx, test_idx in splits:
         _, m = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, directory=directory)
         for n in names:

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from classifier.config import TrainingConfig
 from classifier.errors import ConfigError, TrainingDataError
@@ -36,6 +35,7 @@ from classifier.text import ComplaintTokenizer
 
 from .data import default_targets, read_table, validate
 from .metrics import classification_metrics
+from .splits import group_values, kfold_splits
 
 __all__ = ["GRID_KEYS", "DEFAULT_GRID", "TuneResult", "tune", "parse_grid", "add_command"]
 
@@ -145,8 +145,10 @@ def tune(
     folds: int = 3,
     log: Callable[[str], None] | None = None,
     encoding: str | None = None,
+    group: str | None = None,
 ) -> TuneResult:
-    """Score every grid point by ``folds``-fold stratified cross-validation; rows best first.
+    """Score every grid point by ``folds``-fold stratified cross-validation; rows best first.  ``group``: a
+    column whose rows stay in one fold (see ``training.splits``).
 
     ``grid`` maps config keys (``"model.C"``, ``"features.min_df"``...) to the values to try (default:
     ``DEFAULT_GRID``); ``config`` gives every other setting.  ``log`` receives one progress line per fit.
@@ -167,10 +169,11 @@ def tune(
     names = list(targets)
     texts = clean["text"].tolist()
     strat = clean[names[0]].fillna("\x00").to_numpy()
+    groups = group_values(data, group, clean) if group is not None else None
     try:
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=config.seed).split(texts, strat))
-    except ValueError as exc:
-        raise TrainingDataError(f"cannot make {folds} stratified folds: {exc}. Lower --folds") from None
+        splits = kfold_splits(strat, folds, config.seed, groups)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{exc}. Lower --folds") from None
     tokenizer = _MemoTokenizer(ComplaintTokenizer.from_files(
         config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter))
 
@@ -318,7 +321,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = parse_grid({flag: getattr(args, f"grid_{flag}") for flag in GRID_KEYS})
     log = None if (args.quiet or args.json) else (lambda m: print(m, file=sys.stderr, flush=True))
     result = tune(args.data, text=args.text, targets=parse_targets(args), grid=grid,
-                  config=training_config(args), folds=args.folds, log=log, encoding=args.encoding)
+                  config=training_config(args), folds=args.folds, log=log, encoding=args.encoding,
+                  group=args.group)
     if args.save_config is not None and result.best is not None:
         args.save_config.write_text(result.best.model_dump_json(indent=2) + "\n", encoding="utf-8")
     if args.json:

@@ -86,3 +86,14 @@ def test_cli_group_option_and_its_error(tmp_path, capsys):
     assert main([*args, "--group", "电话"]) == 2
     err = capsys.readouterr().err
     assert "group column '电话' not in the data" in err and "Traceback" not in err
+
+
+def test_tune_with_groups_scores_new_callers_not_remembered_ones():
+    from training.tune import tune
+
+    df = repeat_callers(n_groups=40)
+    kwargs = dict(text="text", targets={"category": "category"}, grid={"model.C": [1.0]},
+                  config=TrainingConfig(min_class_count=1, n_jobs=1).with_updates(**{"features.min_df": 1}), folds=3)
+    remembered = tune(df, **kwargs).rows[0]["scores"]["category"]["accuracy"]
+    new_callers = tune(df, group="caller", **kwargs).rows[0]["scores"]["category"]["accuracy"]
+    assert remembered >= 0.95 and new_callers <= 0.75

@@ -83,3 +83,37 @@ def test_report_opens_offline_without_errors(page_file):
     assert colors is not None and len(colors) > 20  # text, cards and heatmap colours, not one blank colour
     white = sum(count for count, c in colors if c == (255, 255, 255))
     assert white < 0.97 * image.width * image.height
+
+
+def test_notebook_output_tables_sort_even_when_the_report_is_shown_twice(page_file, tiny_model, tmp_path):
+    """Jupyter shows ``_repr_html_`` (fragment + script) in the notebook's page; a cell run twice puts two
+    reports (and two scripts) in one document, and each header click must still sort exactly once."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    df = pd.DataFrame(TINY_CASES * 2, columns=["text", "category", "agency"])
+    df.loc[[1, 5, 13], "category"] = ["供暖供热", "交通秩序", "道路设施"]
+    report = evaluate(tiny_model, df, targets={"category": "category"}, oof_folds=0)
+    output = report._repr_html_()
+    assert output.count("<script>") == 1
+    notebook = tmp_path / "notebook.html"
+    notebook.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
+                        f'<div class="output">{output}</div><div class="output">{output}</div></body></html>',
+                        encoding="utf-8")
+    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(notebook.resolve().as_uri(), wait_until="load")
+            tables = page.locator("table#per-class-category")
+            assert tables.count() == 2
+            for i in range(2):  # the first report's table has seen both scripts run
+                table = tables.nth(i)
+                header = table.locator("th", has_text="f1").first
+                header.click()  # ascending: the worst class first
+                values = [float(v) for v in table.locator("tbody tr td:nth-child(4)").all_inner_texts()]
+                assert values == sorted(values) and values[0] < 1.0
+                header.click()  # descending
+                values = [float(v) for v in table.locator("tbody tr td:nth-child(4)").all_inner_texts()]
+                assert values == sorted(values, reverse=True) and values[0] == 1.0
+        finally:
+            browser.close()

@@ -347,9 +347,9 @@ class Report:
         return page
 
     def _repr_html_(self) -> str:
-        from .report_html import render_fragment
+        from .report_html import render_notebook
 
-        return render_fragment(self)
+        return render_notebook(self)
 
     def model_card(self) -> str:
         from .report_html import render_model_card

@@ -17,7 +17,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from .report import Comparison, Report, TargetReport
 
-__all__ = ["render_page", "render_fragment", "render_model_card", "svg_heatmap", "svg_reliability"]
+__all__ = ["render_page", "render_fragment", "render_notebook", "render_model_card", "svg_heatmap", "svg_reliability"]
 
 SHOWN_CASES = 30  # rows of the case tables shown in the page; the CSV files hold them all
 SHOWN_PAIRS = 15
@@ -46,8 +46,10 @@ CSS = """
 .hr-report nav a{margin-right:12px}
 """
 
+# idempotent: a notebook runs it once per displayed report, and a table must not get two click handlers
 SORT_SCRIPT = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
+document.querySelectorAll('table.sortable:not([data-sortable-ready])').forEach(function (table) {
+  table.setAttribute('data-sortable-ready', '1');
   table.querySelectorAll('th').forEach(function (th, col) {
     th.addEventListener('click', function () {
       var body = table.tBodies[0];
@@ -290,8 +292,14 @@ def _comparison_section(report: Report, c: Comparison) -> str:
 </section>"""
 
 
+def render_notebook(report: Report) -> str:
+    """What a notebook shows: the fragment and the sorting script (Jupyter runs scripts of trusted outputs,
+    which the outputs of cells the user runs are)."""
+    return f"{render_fragment(report)}\n<script>{SORT_SCRIPT}</script>"
+
+
 def render_fragment(report: Report) -> str:
-    """The report's body with its (scoped) style: what a notebook shows."""
+    """The report's body with its (scoped) style."""
     d = report.data
     skipped = "".join(f'<div class="note">{_e(k)} not evaluated: {_e(v)}</div>'
                       for k, v in report.skipped_targets.items())

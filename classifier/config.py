@@ -54,6 +54,10 @@ class ModelConfig(_Strict):
     C: float = Field(default=1.0, gt=0.0)
     class_weight: Literal["balanced"] | None = None
     calibration: Literal["temperature", "none"] = "temperature"
+    # "auto": fuse a word-block SVM, a char-block SVM and naive Bayes with weights fitted on out-of-fold
+    # scores when the median class has >= 20 training cases (model.FUSION_MIN_MEDIAN_CLASS), else one SVM;
+    # "on" fuses whenever every class is in every fold; "off" never.  Needs calibration="temperature"
+    fusion: Literal["auto", "on", "off"] = "auto"
     # one temperature per target needs few out-of-fold scores: 3 folds fit 4 models instead of 6
     calibration_folds: int = Field(default=3, ge=2, le=20)
     max_iter: int = Field(default=2000, ge=10)

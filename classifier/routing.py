@@ -112,14 +112,15 @@ class RoutedClassifier(ComplaintClassifier):
         cfg = self._config()
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
         y = [str(f) for f in functions if f is not None]
-        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y)
+        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y, char_columns=self.vectorizer_.is_char_)
         # every case also teaches its county (streets, villages, landmarks): used when the text names no place
         known = directory.agencies
         counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
         self.heads_.pop(COUNTY, None)
         if len(set(counties)) >= 2:
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
-            self.heads_[COUNTY] = county_head.fit(X[np.flatnonzero(rows)], counties)
+            self.heads_[COUNTY] = county_head.fit(X[np.flatnonzero(rows)], counties,
+                                                  char_columns=self.vectorizer_.is_char_)
         self.directory_ = directory
         self.resolver_ = directory.resolver()
         flat = self.heads_[AGENCY].classes_

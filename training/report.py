@@ -14,7 +14,7 @@ command line.  For each target (category, agency):
 
 Out-of-fold probabilities, the cheaper choice: the model's own vectorizer (TF-IDF is label-free) turns the
 data into features once; per fold only the linear heads are refit with the model's config (``C``,
-``class_weight``), without per-fold temperature fitting: the model's fitted temperature turns fold scores
+``class_weight``) as single SVMs, and one temperature fitted on the pooled out-of-fold scores turns them
 into probabilities.  This costs a few linear fits instead of k full trainings (jieba + TF-IDF + calibration).
 The check judges the labels from the text alone (a routed model's directory does not take part in it);
 the metrics, matrices and case lists use the model's own ``predict_proba`` / ``classes``.
@@ -678,7 +678,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
         return empty, "disputed labels not computed (oof_folds < 2)"
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from classifier.model import TargetHead, _softmax
+    from classifier.model import TargetHead, _fit_temperature, _softmax
 
     labels, counts = np.unique(given, return_counts=True)
     count_of = dict(zip(labels, counts))
@@ -691,9 +691,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
     stratify = int(counts[counts >= 2].min()) >= folds
     splitter: Any = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     cfg = clf._config().model.model_copy(update={"calibration": "none"})
-    # the flat text head's temperature (a routed agency model also keeps its flat head under heads_)
-    temperature = float(getattr(getattr(clf, "heads_", {}).get(name), "temperature_", 1.0))
-    proba = np.zeros((len(given), len(labels)))
+    scores = np.full((len(given), len(labels)), -np.inf)
     scorable = np.zeros(len(given), dtype=bool)
     for train, test in splitter.split(idx, given[idx] if stratify else None):
         train, test = idx[train], idx[test]
@@ -701,11 +699,18 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
         if len(fold_classes) < 2:
             continue
         h = TargetHead.from_config(cfg, random_state=seed).fit(X[train], given[train])
-        p = _softmax(h.decision_function(X[test]) / temperature)
-        proba[np.ix_(test, np.searchsorted(labels, fold_classes))] = p
+        scores[np.ix_(test, np.searchsorted(labels, fold_classes))] = h.decision_function(X[test])
         # a case whose class is missing from the fold's training part cannot be judged
         scorable[test] = np.isin(given[test], fold_classes)
     given_col = np.searchsorted(labels, given)
+    # one temperature for these out-of-fold scores, fitted on them (the model's own calibration belongs to
+    # its own heads, which may be fused views rather than this single SVM)
+    finite = np.where(np.isfinite(scores), scores, np.nan)
+    floor = np.nanmin(finite) - 10.0 if np.isfinite(finite).any() else -10.0
+    scores = np.where(np.isfinite(scores), scores, floor)
+    temperature = _fit_temperature(scores[scorable], given_col[scorable]) if scorable.any() else 1.0
+    proba = _softmax(scores / temperature)
+    proba[~scorable] = 0.0
     found = disputed_labels(proba, given_col, scorable)
     note = None
     if (~scorable).any():

@@ -344,9 +344,17 @@ def render_model_card(report: Report) -> str:
               f"- version: {report.model_version or 'not saved in a store'}",
               f"- created: {m.get('created', 'unknown')}",
               f"- targets: {', '.join(m.get('targets', list(report.targets)))}",
-              "- method: jieba-segmented word 1-2-grams + char 1-3-grams, TF-IDF, one linear SVM per target with "
-              "temperature-scaled probabilities",
+              "- method: jieba-segmented word 1-2-grams + char 1-3-grams, TF-IDF, one linear model per target: "
+              "a linear SVM with temperature-scaled probabilities, or, where the median class has enough cases, a "
+              "word-block SVM, a char-block SVM and naive Bayes summed with weights fitted on out-of-fold scores",
               f"- review threshold: {m.get('review_threshold', next(iter(report.targets.values())).threshold)}"]
+    for name, head in (m.get("heads") or {}).items():
+        if isinstance(head, dict) and head.get("kind") == "fused":
+            weights = ", ".join(f"{k} {v:.3g}" for k, v in (head.get("fusion_weights") or {}).items())
+            lines.append(f"- head {name}: fused views ({weights}), {head.get('classes')} classes")
+        elif isinstance(head, dict):
+            lines.append(f"- head {name}: linear SVM, temperature {head.get('temperature')}, "
+                         f"{head.get('classes')} classes")
     directory = data.get("directory") if isinstance(data, dict) else None
     if isinstance(directory, dict):
         facts = ", ".join(f"{k} {v}" for k, v in directory.items() if isinstance(v, (int, str)) and k != "source")

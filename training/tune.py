@@ -48,6 +48,7 @@ GRID_KEYS: dict[str, str] = {
     "word_ngrams": "features.word_ngram_range",
     "char_ngrams": "features.char_ngram_range",
     "char_weight": "features.char_weight",
+    "fusion": "model.fusion",
 }
 DEFAULT_GRID: dict[str, list[Any]] = {
     "model.C": [0.5, 1.0, 2.0],
@@ -205,7 +206,7 @@ def tune(
                     tr = train_idx[pd.notna(y[train_idx])]
                     te = test_idx[pd.notna(y[test_idx])]
                     head = TargetHead.from_config(points[i].model, random_state=config.seed, n_jobs=config.n_jobs)
-                    head.fit(X_train[np.searchsorted(train_idx, tr)], y[tr].astype(str))
+                    head.fit(X_train[np.searchsorted(train_idx, tr)], y[tr].astype(str), char_columns=vec.is_char_)
                     proba = head.predict_proba(X_test[np.searchsorted(test_idx, te)])
                     m = classification_metrics(y[te].astype(str), proba, list(head.classes_))
                     m["nll"] = _nll(y[te].astype(str), proba, head.classes_)
@@ -261,6 +262,10 @@ def _parse_value(flag: str, raw: str) -> Any:
             if raw not in ("temperature", "none"):
                 raise ValueError
             return raw
+        if key == "model.fusion":
+            if raw not in ("auto", "on", "off"):
+                raise ValueError
+            return raw
         if key == "features.min_df":
             return int(raw)
         return float(raw)
@@ -268,6 +273,7 @@ def _parse_value(flag: str, raw: str) -> Any:
         expected = {
             "features.word_ngram_range": "ranges like 1-2", "features.char_ngram_range": "ranges like 1-3",
             "model.class_weight": "none or balanced", "model.calibration": "temperature or none",
+            "model.fusion": "auto, on or off",
             "features.min_df": "integers",
         }.get(key, "numbers")
         raise ConfigError(f"--{flag.replace('_', '-')}: expected comma-separated {expected}, got {raw!r}") from None
@@ -308,6 +314,8 @@ def add_command(sub: Any) -> None:
     grid.add_argument("--word-ngrams", dest="grid_word_ngrams", metavar="RANGES", help="e.g. 1-1,1-2")
     grid.add_argument("--char-ngrams", dest="grid_char_ngrams", metavar="RANGES", help="e.g. 1-3,2-3")
     grid.add_argument("--char-weight", dest="grid_char_weight", metavar="VALUES", help="e.g. 0.5,1")
+    grid.add_argument("--fusion", dest="grid_fusion", metavar="VALUES",
+                      help="auto,on,off: fused word/char SVM + naive Bayes heads (see TargetHead)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--save-config", type=Path, metavar="PATH",
                    help="write the best settings as a JSON config for `hotline train --config`")

@@ -1,0 +1,119 @@
+"""Fused heads: word-block SVM + char-block SVM + naive Bayes, weighted on out-of-fold scores, folded into one
+linear model; used only where the median class has enough cases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classifier.config import TrainingConfig
+from classifier.model import FUSION_MIN_MEDIAN_CLASS, ComplaintClassifier, TargetHead
+from classifier.store import ModelStore
+from training.demo import DEMO_CORPUS
+from training.train import save_model, train
+
+
+@pytest.fixture(scope="module")
+def corpus() -> pd.DataFrame:
+    """Eight demo categories with 40+ cases each: above the fusion threshold."""
+    df = pd.read_csv(DEMO_CORPUS)
+    keep = df["category"].value_counts().index[:8]
+    return df[df["category"].isin(keep)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def split(corpus):
+    rng = np.random.default_rng(0)
+    test = rng.random(len(corpus)) < 0.25
+    return corpus[~test], corpus[test]
+
+
+def _fit(train_df: pd.DataFrame, fusion: str) -> ComplaintClassifier:
+    config = TrainingConfig(min_class_count=1).with_updates(**{"model.fusion": fusion})
+    return ComplaintClassifier(config).fit(train_df["text"].tolist(), {"category": train_df["category"].tolist()})
+
+
+@pytest.fixture(scope="module")
+def fused(split) -> ComplaintClassifier:
+    return _fit(split[0], "auto")
+
+
+@pytest.fixture(scope="module")
+def single(split) -> ComplaintClassifier:
+    return _fit(split[0], "off")
+
+
+def test_auto_fuses_when_classes_are_large_and_the_weights_are_non_negative(fused, single, split):
+    assert split[0]["category"].value_counts().median() >= FUSION_MIN_MEDIAN_CLASS
+    head = fused.heads_["category"]
+    assert head.fusion_weights_ is not None and set(head.fusion_weights_) == {"word_svm", "char_svm", "nb"}
+    assert all(w >= 0 for w in head.fusion_weights_.values()) and sum(head.fusion_weights_.values()) > 0
+    assert head.temperature_ == 1.0  # the weights are the calibration
+    assert single.heads_["category"].fusion_weights_ is None and single.heads_["category"].temperature_ != 1.0
+    # one linear model either way: the same shapes, the same prediction cost
+    assert head.coef_.shape == single.heads_["category"].coef_.shape and head.coef_.dtype == np.float32
+
+
+def test_fused_probabilities_are_calibrated_and_at_least_as_good_on_held_out_cases(fused, single, split):
+    test = split[1]
+    truth = test["category"].to_numpy()
+    results = {}
+    for name, model in (("fused", fused), ("single", single)):
+        P = model.predict_proba(test["text"].tolist(), "category")
+        classes = np.array(model.classes("category"))
+        col = np.searchsorted(classes, truth)
+        assert np.allclose(P.sum(axis=1), 1.0)
+        results[name] = ((classes[P.argmax(1)] == truth).mean(), -np.log(P[np.arange(len(truth)), col]).mean())
+    (acc_f, nll_f), (acc_s, nll_s) = results["fused"], results["single"]
+    assert acc_f >= 0.9 and acc_f >= acc_s - 0.02
+    assert nll_f < 0.5 and nll_f <= nll_s + 0.05
+
+
+def test_fused_single_text_path_batch_path_and_explanations_agree(fused):
+    texts = ["解放东街红绿灯坏了两天，路口堵车", "小区暖气片一直不热，屋里才十几度"]
+    batch = fused.predict_details(texts, top_k=3, explain=True)
+    for text, expected in zip(texts, batch, strict=True):
+        one = fused.predict_details([text], top_k=3, explain=True)[0]
+        assert one["category"]["label"] == expected["category"]["label"]
+        assert one["category"]["score"] == pytest.approx(expected["category"]["score"], abs=1e-5)
+    terms = [t["term"] for t in batch[1]["category"]["explanation"]]
+    assert batch[1]["category"]["label"] == "供暖供热"
+    assert any("暖" in t or "热" in t for t in terms[:5]), terms
+
+
+def test_auto_keeps_a_single_svm_for_many_small_classes_and_on_forces_fusion():
+    rng = np.random.default_rng(1)
+    words = ["路灯", "暖气", "噪音", "垃圾", "公交", "学校", "医院", "物业", "工资", "自来水"]
+    texts, labels = [], []
+    for i, w in enumerate(words):
+        for k in range(6):  # 6 cases per class: median 6 < 20
+            texts.append(f"{w}问题第{k}次反映{rng.integers(100)}")
+            labels.append(f"c{i}")
+    from classifier.features import ComplaintVectorizer
+
+    vec = ComplaintVectorizer(min_df=1)
+    X = vec.fit_transform(texts)
+    auto = TargetHead(fusion="auto").fit(X, labels, char_columns=vec.is_char_)
+    assert auto.fusion_weights_ is None
+    forced = TargetHead(fusion="on").fit(X, labels, char_columns=vec.is_char_)
+    assert forced.fusion_weights_ is not None
+    no_blocks = TargetHead(fusion="on").fit(X, labels)  # no char mask: nothing to fuse
+    assert no_blocks.fusion_weights_ is None
+    uncalibrated = TargetHead(fusion="on", calibration="none").fit(X, labels, char_columns=vec.is_char_)
+    assert uncalibrated.fusion_weights_ is None
+    with pytest.raises(ValueError, match="fusion must be 'auto', 'on' or 'off'"):
+        TargetHead(fusion="maybe").fit(X, labels, char_columns=vec.is_char_)
+
+
+def test_manifest_and_model_card_say_how_each_head_was_built(corpus, tmp_path):
+    model = train(corpus, text="text", targets={"category": "category", "agency": "agency"},
+                  config=TrainingConfig(min_class_count=1))
+    version = save_model(model, tmp_path)
+    manifest = json.loads((ModelStore(tmp_path).path / version / "manifest.json").read_text("utf-8"))
+    heads = manifest["heads"]
+    assert heads["category"]["kind"] == "fused" and heads["category"]["fusion_weights"]["char_svm"] >= 0
+    assert heads["agency"]["kind"] == "svm" and heads["agency"]["temperature"] > 0  # many small agencies
+    assert manifest["config"]["model"]["fusion"] == "auto"

@@ -184,9 +184,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         X = X.tocsr()
         every = {"all": np.arange(X.shape[1]), "word": np.flatnonzero(~is_char), "char": np.flatnonzero(is_char)}
         blocks = [every[name] for name in _FUSION_SVM_VIEWS]
-        nb_ = len(blocks)
+        n_svms = len(blocks)
         parts = [(train, test) for train, test in folds] + [(np.arange(X.shape[0]), None)]
-        jobs = [(k, b) for k in range(len(parts)) for b in range(nb_)]
+        jobs = [(k, b) for k in range(len(parts)) for b in range(n_svms)]
 
         def fit_svm(job: tuple[int, int]) -> LinearSVC:
             k, b = job
@@ -204,8 +204,8 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         def linear_views(k: int) -> list[tuple[np.ndarray, np.ndarray]]:
             """(coef over all features, intercept) of each view fitted on part ``k``."""
             views = []
-            for b in range(nb_):
-                coef_b, icpt = _as_multiclass(svms[nb_ * k + b], n_classes)
+            for b in range(n_svms):
+                coef_b, icpt = _as_multiclass(svms[n_svms * k + b], n_classes)
                 coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
                 coef[blocks[b]] = coef_b
                 views.append((coef, icpt.astype(np.float64)))

@@ -87,10 +87,10 @@ def test_cli_json_output(small, capsys):
 
 def test_parse_grid_reads_each_kind_of_value():
     grid = parse_grid({"C": "0.5, 1", "class_weight": "none,balanced", "word_ngrams": "1-1,1-2", "min_df": "2",
-                       "char_ngrams": None, "calibration": "temperature,none"})
+                       "char_ngrams": None, "calibration": "temperature,none", "fusion": "auto,off"})
     assert grid == {"model.C": [0.5, 1.0], "model.class_weight": [None, "balanced"],
                     "features.word_ngram_range": [(1, 1), (1, 2)], "features.min_df": [2],
-                    "model.calibration": ["temperature", "none"]}
+                    "model.calibration": ["temperature", "none"], "model.fusion": ["auto", "off"]}
     assert parse_grid({"C": None}) == DEFAULT_GRID
 
 
@@ -98,6 +98,7 @@ def test_parse_grid_reads_each_kind_of_value():
     ({"C": "abc"}, r"--C: expected comma-separated numbers, got 'abc'"),
     ({"word_ngrams": "1to2"}, r"--word-ngrams: expected comma-separated ranges like 1-2"),
     ({"class_weight": "heavy"}, r"--class-weight: expected comma-separated none or balanced"),
+    ({"fusion": "sometimes"}, r"--fusion: expected comma-separated auto, on or off, got 'sometimes'"),
     ({"min_df": "1.5"}, r"--min-df: expected comma-separated integers"),
     ({"C": ","}, r"--C: give at least one value"),
     ({"alpha": "1"}, r"unknown grid setting 'alpha'"),

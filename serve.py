@@ -306,10 +306,19 @@ class ReadyResponse(BaseModel):
     detail: str | None = None
 
 
+class HeadInfo(BaseModel):
+    kind: Literal["fused", "svm"] = Field(description="fused: word-block SVM + char-block SVM + naive Bayes "
+                                          "with fitted view weights; svm: one linear SVM with a temperature")
+    fusion_weights: dict[str, float] | None = None
+    temperature: float
+
+
 class TargetInfo(BaseModel):
     labels: list[str]
     threshold: float
     metrics: dict[str, float] = Field(description="hold-out metrics from training (accuracy, macro_f1, ...)")
+    head: HeadInfo | None = Field(default=None, description="how the target's text head turns features into "
+                                  "probabilities (a routed agency is computed from its heads and the directory)")
 
 
 class ModelInfo(BaseModel):
@@ -677,7 +686,7 @@ def create_app(
             "training_rows": (m.get("data") or {}).get("rows_used"),
             "targets": {
                 t: {"labels": current.model.classes(t), "threshold": current.thresholds[t],
-                    "metrics": _scalar_metrics(all_metrics.get(t))}
+                    "metrics": _scalar_metrics(all_metrics.get(t)), "head": _head_info(current.model, t)}
                 for t in current.model.targets_
             },
             "max_text_length": current.max_text_length,
@@ -791,6 +800,15 @@ def _predict_isolated(current: LoadedModel, texts: list[str], top_k: int, target
 
 def _unknown_targets(current: LoadedModel, targets: list[str]) -> bool:
     return any(t not in current.model.targets_ for t in targets)
+
+
+def _head_info(model: Any, target: str) -> dict[str, Any] | None:
+    head = getattr(model, "heads_", {}).get(target)
+    if head is None:
+        return None
+    weights = getattr(head, "fusion_weights_", None)
+    return {"kind": "fused" if weights else "svm", "fusion_weights": weights,
+            "temperature": float(getattr(head, "temperature_", 1.0))}
 
 
 def _scalar_metrics(m: Any) -> dict[str, float]:

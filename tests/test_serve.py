@@ -300,6 +300,10 @@ def test_health_ready_and_model(client, store, tiny_model):
     assert info["targets"]["agency"]["labels"] == tiny_model.classes("agency")
     assert info["targets"]["agency"]["threshold"] == 0.5
     assert info["max_batch_size"] == 1000 and info["max_top_k"] == 50
+    # the tiny model's classes have a handful of cases each: one SVM with its temperature per target
+    head = info["targets"]["category"]["head"]
+    assert head["kind"] == "svm" and head["fusion_weights"] is None
+    assert head["temperature"] == pytest.approx(tiny_model.heads_["category"].temperature_)
 
 
 def test_demo_model_reports_hold_out_metrics_and_routing(demo_store):
@@ -313,6 +317,9 @@ def test_demo_model_reports_hold_out_metrics_and_routing(demo_store):
         manifest["metrics"]["category"]["accuracy"])
     assert 0.5 < info["targets"]["category"]["metrics"]["accuracy"] <= 1
     assert info["training_rows"] == manifest["data"]["rows_used"]
+    # the demo's 20 categories have 46+ cases each: a fused head, as the manifest says
+    assert info["targets"]["category"]["head"]["kind"] == manifest["heads"]["category"]["kind"] == "fused"
+    assert info["targets"]["category"]["head"]["fusion_weights"] == manifest["heads"]["category"]["fusion_weights"]
     assert "per_class" not in info["targets"]["category"]["metrics"]
 
 

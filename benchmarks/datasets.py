@@ -7,12 +7,14 @@ agency on the orders that were forwarded to one).
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Task", "DEFAULT_DATA", "load_tasks", "TASK_NAMES"]
+__all__ = ["Task", "DEFAULT_DATA", "load_tasks", "tasks_for_command", "TASK_NAMES"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASK_NAMES = ("tipdm", "thucnews", "qingdao-category", "qingdao-agency")
@@ -74,4 +76,19 @@ def load_tasks(data: Path = DEFAULT_DATA, names: tuple[str, ...] = TASK_NAMES) -
             parts = _split(df, "agency", "train", "test")
             desc = "Qingdao 12345 forwarded work orders, agency, train -> test"
         tasks.append(Task(name, desc, *parts))
+    return tasks, skipped
+
+
+def tasks_for_command(parser: argparse.ArgumentParser, data: Path, names: str,
+                      what: str) -> tuple[list[Task], list[str]]:
+    """The tasks a benchmark command asked for (``names``: comma-separated) and why any were skipped, also
+    said on stderr; an unknown name is a usage error, and no data at all an empty list (reason printed)."""
+    try:
+        tasks, skipped = load_tasks(data, tuple(t for t in names.split(",") if t))
+    except ValueError as exc:
+        parser.error(str(exc))
+    for s in skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    if not tasks:
+        print(f"nothing to run: no data set found; {what} needs ../shared/data", file=sys.stderr)
     return tasks, skipped

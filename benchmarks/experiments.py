@@ -43,7 +43,7 @@ from sklearn.svm import LinearSVC
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, load_tasks  # noqa: E402
+from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, tasks_for_command  # noqa: E402
 from classifier.config import TrainingConfig  # noqa: E402
 from classifier.features import ComplaintVectorizer  # noqa: E402
 from classifier.model import TargetHead  # noqa: E402
@@ -189,14 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="print the table instead of writing BENCHMARKS.md")
     args = p.parse_args(argv)
-    try:
-        tasks, skipped = load_tasks(args.data, tuple(t for t in args.tasks.split(",") if t))
-    except ValueError as exc:
-        p.error(str(exc))
-    for s in skipped:
-        print(f"skipped {s}", file=sys.stderr)
+    tasks, _ = tasks_for_command(p, args.data, args.tasks, "the experiments script")
     if not tasks:
-        print("nothing to run: no data set found; the experiments need ../shared/data", file=sys.stderr)
         return 1
     given = argv if argv is not None else sys.argv[1:]
     command = ".venv/bin/python -m benchmarks.experiments" + (" " + " ".join(given) if given else "")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, load_tasks
+from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, tasks_for_command
 from benchmarks.peers import FASTTEXT_PARAMS, SYSTEMS, make_system
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -350,14 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown system(s) {sorted(unknown)}; choose from {list(SYSTEMS)}")
-    try:
-        tasks, skipped = load_tasks(args.data, tuple(t for t in args.tasks.split(",") if t))
-    except ValueError as exc:
-        p.error(str(exc))
-    for s in skipped:
-        print(f"skipped {s}", file=sys.stderr)
+    tasks, skipped = tasks_for_command(p, args.data, args.tasks, "the benchmark")
     if not tasks:
-        print("nothing to run: no data set found; the benchmark needs ../shared/data", file=sys.stderr)
         return 1
     results = []
     ctx = mp.get_context("spawn")

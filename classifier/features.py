@@ -152,12 +152,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             feats = self.analyze(t)
             chunks.append(np.fromiter(map(get, feats, repeat(n)), dtype=np.int32, count=len(feats)))
             lengths.append(len(feats))
-        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        indices = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
-        X = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), n + 1))
-        X.sum_duplicates()
-        return self._weight(X[:, :n])
+        return self._weight(_count_matrix(chunks, lengths, n + 1)[:, :n])
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
@@ -238,14 +233,17 @@ def _count_chunk(analyzer: ComplaintVectorizer, texts: Sequence[str]) -> tuple[l
         feats = analyzer.analyze(t)
         chunks.append(np.fromiter(map(index, feats), dtype=np.int32, count=len(feats)))
         lengths.append(len(feats))
+    return list(vocab), _count_matrix(chunks, lengths, len(vocab))
+
+
+def _count_matrix(chunks: list[np.ndarray], lengths: list[int], width: int) -> sp.csr_matrix:
+    """Counts as CSR from each text's column indices (one array per text; repeats are summed)."""
     indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
     indices = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int32)
-    X = sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), len(vocab))
-    )
+    X = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(lengths), width))
     X.sum_duplicates()
-    return list(vocab), X
+    return X
 
 
 def _stack(parts: list[sp.csr_matrix], width: int) -> sp.csr_matrix:

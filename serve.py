@@ -309,6 +309,7 @@ class ReadyResponse(BaseModel):
 class HeadInfo(BaseModel):
     kind: Literal["fused", "svm"] = Field(description="fused: word-block SVM + char-block SVM + naive Bayes "
                                           "with fitted view weights; svm: one linear SVM with a temperature")
+    classes: int
     fusion_weights: dict[str, float] | None = None
     temperature: float
 
@@ -803,12 +804,8 @@ def _unknown_targets(current: LoadedModel, targets: list[str]) -> bool:
 
 
 def _head_info(model: Any, target: str) -> dict[str, Any] | None:
-    head = getattr(model, "heads_", {}).get(target)
-    if head is None:
-        return None
-    weights = getattr(head, "fusion_weights_", None)
-    return {"kind": "fused" if weights else "svm", "fusion_weights": weights,
-            "temperature": float(getattr(head, "temperature_", 1.0))}
+    head: Any = getattr(model, "heads_", {}).get(target)
+    return head.describe() if head is not None and hasattr(head, "describe") else None
 
 
 def _scalar_metrics(m: Any) -> dict[str, float]:

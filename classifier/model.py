@@ -166,6 +166,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
         return self
 
+    def describe(self) -> dict[str, Any]:
+        """How this head turns features into probabilities (for the manifest, the model card and /model)."""
+        check_is_fitted(self, "coef_")
+        weights = getattr(self, "fusion_weights_", None)
+        return {"kind": "fused" if weights else "svm", "classes": len(self.classes_),
+                "fusion_weights": weights, "temperature": round(float(self.temperature_), 6)}
+
     def _fuses(self, labels: np.ndarray, folds: list, char_columns: np.ndarray | None) -> bool:
         if self.fusion == "off" or not folds or char_columns is None:
             return False

@@ -303,7 +303,8 @@ def test_health_ready_and_model(client, store, tiny_model):
     # the tiny model's classes have a handful of cases each: one SVM with its temperature per target
     head = info["targets"]["category"]["head"]
     assert head["kind"] == "svm" and head["fusion_weights"] is None
-    assert head["temperature"] == pytest.approx(tiny_model.heads_["category"].temperature_)
+    assert head["temperature"] == pytest.approx(tiny_model.heads_["category"].temperature_, abs=1e-6)
+    assert head["classes"] == len(tiny_model.classes("category"))
 
 
 def test_demo_model_reports_hold_out_metrics_and_routing(demo_store):

@@ -202,12 +202,6 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
         },
         "n_features": len(model.vectorizer_.vocabulary_),
         # how each head turns features into probabilities (every head the model has, routing ones included)
-        "heads": {
-            name: {"classes": len(head.classes_),
-                   "kind": "fused" if getattr(head, "fusion_weights_", None) else "svm",
-                   "fusion_weights": getattr(head, "fusion_weights_", None),
-                   "temperature": round(float(head.temperature_), 6)}
-            for name, head in model.heads_.items()
-        },
+        "heads": {name: head.describe() for name, head in model.heads_.items()},
     }
     return store.save(model, manifest, extra_files=extra, promote=promote)

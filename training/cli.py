@@ -127,12 +127,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = _store(args)
     version = save_model(model, store, promote=True if args.promote else None)
     current = store.current() == version
+    heads = {name: head.describe() for name, head in model.heads_.items()}
     if args.json:
         _print_json({"version": version, "current": current, "store": str(store.path),
-                     "metrics": _headline(model.metrics)})
+                     "metrics": _headline(model.metrics), "heads": heads})
     else:
         for target, m in _headline(model.metrics).items():
             print(f"{target}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+        for name, head in heads.items():
+            how = (", ".join(f"{k} {w:.3g}" for k, w in head["fusion_weights"].items()) if head["kind"] == "fused"
+                   else f"temperature {head['temperature']:.3g}")
+            print(f"head {name}: {head['kind']} ({how}), {head['classes']} classes")
         state = "current" if current else "not current: compare it, then `hotline models promote " + version + "`"
         print(f"saved model version {version} in {store.path} ({state})")
     return 0

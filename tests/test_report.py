@@ -100,6 +100,12 @@ def test_numbers_in_html_csv_json_equal_sklearn(report, saved, demo_model, noisy
     row = re.search(rf'<td data-v="{re.escape(first["label"])}">.*?</tr>', table).group(0)
     values = [float(v) for v in re.findall(r'class=num data-v="([-0-9.e]+)"', row)]
     assert values[:4] == pytest.approx([first["precision"], first["recall"], first["f1"], first["support"]])
+    # the operating-points table is in the page with the report's own numbers
+    points = section.split("Operating points", 1)[1].split("</table>", 1)[0]
+    shares = [float(v) for v in re.findall(r'class=num data-v="([-0-9.e]+)"', points)]
+    expected = report.targets[target].operating_points.iloc[0]
+    assert shares[:3] == pytest.approx([expected["threshold"], expected["routed_directly"],
+                                        expected["accuracy_routed_directly"]])
 
 
 def test_top3_accuracy_counts_the_true_label_among_the_three_best(report, demo_model, noisy):
@@ -163,6 +169,16 @@ def test_calibration_and_review_tables(report):
     review = t.review.set_index("side")
     assert review["cases"].tolist() == [int(below.sum()), int((~below).sum())]
     assert review["accuracy"].iloc[1] == pytest.approx(correct[~below].mean())
+    # the operating points at 0.5 agree with the review table, and every row with a direct count
+    points = t.operating_points.set_index("threshold")
+    assert points.loc[0.5, "routed_directly"] == pytest.approx(review["share"].iloc[1])
+    assert points.loc[0.5, "accuracy_routed_directly"] == pytest.approx(review["accuracy"].iloc[1])
+    for threshold, row in points.iterrows():
+        direct = score >= threshold
+        assert row["routed_directly"] == pytest.approx(direct.mean())
+        assert row["errors_routed_directly"] == int((direct & ~correct).sum())
+        assert row["sent_to_review"] == pytest.approx(1 - direct.mean())
+    assert points["routed_directly"].is_monotonic_decreasing
 
 
 def test_comparison_deltas_and_flips(report, tiny_model, noisy):
@@ -212,7 +228,8 @@ def test_the_page_is_self_contained(saved):
 def test_every_table_is_saved_as_csv_and_json(report, saved):
     names = set(report.tables())
     assert {"summary", "category_per_class", "agency_confusion_cells", "category_confused_pairs",
-            "category_calibration", "category_review", "agency_misrouted", "category_disputed_labels",
+            "category_calibration", "category_review", "category_operating_points", "agency_misrouted",
+            "category_disputed_labels",
             "agency_unseen_labels", "category_compare_per_class", "agency_compare_flips"} <= names
     assert "category_confusion" in names and "agency_confusion" not in names  # > 60 agencies: long format only
     for name in names:

@@ -8,7 +8,8 @@ command line.  For each target (category, agency):
 
 - accuracy, macro-F1, top-3 accuracy, per-class precision / recall / F1 / support;
 - the confusion matrix (counts and row-normalized), the most-confused pairs with masked example texts;
-- calibration: a reliability table, review rate and accuracy below / above the review threshold;
+- calibration: a reliability table, review rate and accuracy below / above the review threshold, and the
+  operating points of other thresholds (share routed directly, its accuracy, share left for review);
 - cases to re-check: misrouted cases (wrong predictions, most confident first) and cases whose given label
   the model confidently disputes (cleanlab's confident learning on out-of-fold probabilities).
 
@@ -54,6 +55,7 @@ __all__ = [
     "heatmap_order",
     "reliability_table",
     "review_table",
+    "operating_points",
     "disputed_labels",
     "add_command",
 ]
@@ -199,6 +201,27 @@ def review_table(confidence: np.ndarray, correct: np.ndarray, threshold: float) 
     return pd.DataFrame(rows)
 
 
+OPERATING_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def operating_points(confidence: np.ndarray, correct: np.ndarray,
+                     thresholds: Sequence[float] = OPERATING_THRESHOLDS) -> pd.DataFrame:
+    """For each candidate review threshold: the share of cases routed directly, their accuracy, and the share
+    sent to review; what a dispatcher needs to choose a threshold (``HOTLINE_THRESHOLDS``)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    n = len(confidence)
+    rows = []
+    for t in thresholds:
+        direct = confidence >= t
+        k = int(direct.sum())
+        rows.append({"threshold": float(t), "routed_directly": k / n if n else float("nan"),
+                     "accuracy_routed_directly": float(correct[direct].mean()) if k else float("nan"),
+                     "errors_routed_directly": int((direct & ~correct).sum()),
+                     "sent_to_review": (n - k) / n if n else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray | None = None,
                     min_confidence: float = DISPUTE_CONFIDENCE) -> pd.DataFrame:
     """Cases whose given label the out-of-fold probabilities confidently dispute (cleanlab's confident joint).
@@ -251,6 +274,7 @@ class TargetReport:
     pairs: pd.DataFrame
     calibration: pd.DataFrame
     review: pd.DataFrame
+    operating_points: pd.DataFrame
     misrouted: pd.DataFrame
     disputed: pd.DataFrame
     unseen_labels: pd.DataFrame
@@ -310,6 +334,7 @@ class Report:
             out[f"{name}_confused_pairs"] = _pairs_for_table(t.pairs)
             out[f"{name}_calibration"] = t.calibration
             out[f"{name}_review"] = t.review
+            out[f"{name}_operating_points"] = t.operating_points
             out[f"{name}_misrouted"] = t.misrouted
             out[f"{name}_disputed_labels"] = t.disputed
             out[f"{name}_unseen_labels"] = t.unseen_labels
@@ -651,6 +676,7 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     return TargetReport(
         target=name, column=column, metrics=metrics, labels=labels, confusion=counts, per_class=per_class,
         pairs=pairs, calibration=reliability_table(score, correct), review=review_table(score, correct, threshold),
+        operating_points=operating_points(score, correct),
         misrouted=prepared.with_ids(misrouted), disputed=prepared.with_ids(disputed),
         unseen_labels=unseen_labels, predictions=predictions,
         threshold=threshold, notes=notes,

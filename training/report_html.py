@@ -261,6 +261,10 @@ def _target_section(report: Report, t: TargetReport) -> str:
 {svg_reliability(t.calibration, f"{name} reliability")}</div>
 <h3>Review threshold {t.threshold:.2f}</h3>
 {table_html(t.review, digits=3)}
+<h3>Operating points: other thresholds</h3>
+<p class="meta">Per threshold: the share of cases the service would route without review, how many of those
+are right, and the share left for dispatchers (set per target with HOTLINE_THRESHOLDS).</p>
+{table_html(t.operating_points, digits=3)}
 <h3>Cases to re-check: misrouted (most confident errors first)</h3>
 {misrouted}
 <h3>Cases to re-check: given label confidently disputed (out-of-fold)</h3>

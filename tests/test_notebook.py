@@ -65,6 +65,7 @@ def test_retrain_notebook_runs_on_the_demo_data(demo_store, tmp_path, monkeypatc
 
     assert (report_dir / "report.html").exists() and (report_dir / "tables" / "agency_misrouted.csv").exists()
     assert re.search(r"category: \d+ misrouted, \d+ disputed labels to re-check", out)
+    assert re.search(r"threshold\s+routed_directly\s+accuracy_routed_directly", out)  # the operating points
     assert "flipped cases:" in out
 
     decision = _text(code[-1])

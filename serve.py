@@ -16,6 +16,7 @@ With several workers a reload in one worker is relayed to the others through the
 """
 
 import argparse
+import asyncio
 import gc
 import ipaddress
 import json
@@ -386,6 +387,8 @@ class ServiceMetrics:
         self.model_info = Gauge("hotline_model_info", "The loaded model version (value 1)", ["version"], registry=r,
                                 multiprocess_mode="liveall")
         self.reloads = Counter("hotline_model_reloads", "Model reloads by outcome", ["outcome"], registry=r)
+        self.coalesced = Histogram("hotline_predict_coalesced", "Single /predict requests predicted in one model "
+                                   "call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self._lock = threading.Lock()
         self._n_texts = 0
         self._n_review = 0
@@ -548,6 +551,7 @@ def create_app(
     settings = settings or ServiceSettings()
     holder = ModelHolder(settings, loaded)
     metrics = ServiceMetrics()
+    coalescer = _Coalescer(metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -596,8 +600,9 @@ def create_app(
 
     @app.post("/predict", response_model=PredictResponse, dependencies=client_auth,
               responses={**_ERRORS, **(_AUTH_ERRORS if client_auth else {})})
-    # async: one complaint costs ~0.4 ms of CPU, less than the trip through the thread pool a sync route takes
-    # (bench_serve.py); the batch route below stays sync so a 1,000-text batch cannot stall /health
+    # async: one complaint costs ~0.5 ms of CPU, less than a trip through the thread pool, and requests that
+    # arrive together are predicted in one call (_Coalescer); the batch route below stays sync so a 1,000-text
+    # batch cannot stall /health
     async def predict(body: PredictRequest, request: Request, current: Model) -> Response:
         """Classify one complaint: label, calibrated score and top-k alternatives for each target."""
         info = request.scope["hotline"]
@@ -608,7 +613,7 @@ def create_app(
         problem = _text_problem(body.text, current.max_text_length)
         if problem is not None:
             raise HTTPException(422, detail=f"text {problem[1]}")
-        result = _predict(current, [body.text], body.top_k, body.targets, body.explain)[0]
+        result = await coalescer.predict(current, body.text, body.top_k, body.targets, body.explain)
         metrics.observe_predictions([result])
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
@@ -797,6 +802,79 @@ def _predict_isolated(current: LoadedModel, texts: list[str], top_k: int, target
         if all(isinstance(o, ItemError) for o in out):
             raise exc from None
         return out
+
+
+class _Coalescer:
+    """Single ``/predict`` requests that arrive together are predicted in one model call.
+
+    A request queues its text and waits; the queue is predicted on the event loop's next turn, so every request
+    whose bytes arrived in the same turn joins the call: no timer, so an idle service answers a lone request
+    as fast as before (a batch of one).  The model's batch path costs ~0.26 ms per complaint in batches of 16
+    against ~0.5 ms one at a time, and under load that is where a worker's time goes.  Requests are grouped by
+    the model that accepted them (a reload between two requests keeps each on its own version), ``top_k``,
+    ``targets`` and ``explain``; a text the model refuses fails only its own request.
+    """
+
+    MAX_ITEMS = 64
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        self._queue: list[tuple[tuple[Any, ...], LoadedModel, str, asyncio.Future[dict[str, Any]]]] = []
+        self._scheduled = False
+
+    async def predict(self, current: LoadedModel, text: str, top_k: int, targets: list[str] | None,
+                      explain: bool) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        key = (id(current), top_k, tuple(targets) if targets is not None else None, explain)
+        self._queue.append((key, current, text, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._run, loop)
+        return await future
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queue = self._queue[: self.MAX_ITEMS], self._queue[self.MAX_ITEMS :]
+        if self._queue:
+            loop.call_soon(self._run, loop)
+        else:
+            self._scheduled = False
+        self.metrics.coalesced.observe(len(batch))
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, (key, _, _, _) in enumerate(batch):
+            groups.setdefault(key, []).append(i)
+        for key, members in groups.items():
+            current = batch[members[0]][1]
+            _, top_k, targets, explain = key
+            names = list(targets) if targets is not None else None
+            futures = [batch[i][3] for i in members]
+            try:
+                results = _predict(current, [batch[i][2] for i in members], top_k, names, explain)
+            except HTTPException as exc:
+                if len(members) == 1 or names is not None and _unknown_targets(current, names):
+                    _settle(futures, exc)
+                    continue
+                for i, future in zip(members, futures, strict=True):  # find the text the model refused
+                    try:
+                        _settle([future], _predict(current, [batch[i][2]], top_k, names, explain)[0])
+                    except HTTPException as one:
+                        _settle([future], one)
+                continue
+            except Exception as exc:  # a bug: each waiting request gets it (a 500), the worker keeps serving
+                _settle(futures, exc)
+                continue
+            for future, result in zip(futures, results, strict=True):
+                _settle([future], result)
+
+
+def _settle(futures: list[asyncio.Future[dict[str, Any]]], outcome: dict[str, Any] | BaseException) -> None:
+    for future in futures:
+        if future.done():  # the client went away and its request was cancelled
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _unknown_targets(current: LoadedModel, targets: list[str]) -> bool:

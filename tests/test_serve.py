@@ -656,3 +656,87 @@ def test_freeze_heap_takes_live_objects_out_of_collection():
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+# -- concurrent single requests are predicted together ------------------------------------------------------------
+def _coalesce(calls: list[tuple[LoadedModel, str, int, list[str] | None]]) -> list[Any]:
+    """Run the calls as concurrent /predict requests would: queued in one event-loop turn."""
+    import asyncio
+
+    metrics = serve.ServiceMetrics()
+    coalescer = serve._Coalescer(metrics)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(coalescer.predict(m, t, k, targets, False) for m, t, k, targets in calls),
+                                    return_exceptions=True)
+
+    results = asyncio.run(run())
+    sizes = metrics.registry.get_sample_value("hotline_predict_coalesced_sum")
+    calls_made = metrics.registry.get_sample_value("hotline_predict_coalesced_count")
+    return [results, sizes, calls_made]
+
+
+def test_concurrent_requests_are_predicted_in_one_call_with_each_ones_own_answer(tiny_model):
+    loaded = LoadedModel(version="v1", model=tiny_model, manifest={}, thresholds={"category": 0.5, "agency": 0.5},
+                         max_text_length=10_000)
+    texts = [t for t, _, _ in TINY_CASES[:6]]
+    results, sizes, calls_made = _coalesce([(loaded, t, 3, None) for t in texts])
+    assert (sizes, calls_made) == (6, 1)  # six requests, one model call
+    for text, got in zip(texts, results, strict=True):
+        assert got == serve._predict(loaded, [text], 3, None, False)[0]
+
+
+def test_coalesced_requests_keep_their_model_version_top_k_and_targets(tiny_model):
+    other = tiny_classifier(calibration="none")  # another "version" that scores differently
+    v1 = LoadedModel(version="v1", model=tiny_model, manifest={}, thresholds={"category": 0.5, "agency": 0.5},
+                     max_text_length=10_000)
+    v2 = LoadedModel(version="v2", model=other, manifest={}, thresholds={"category": 0.5, "agency": 0.5},
+                     max_text_length=10_000)
+    calls = [(v1, TRAFFIC, 3, None), (v2, TRAFFIC, 3, None), (v1, TRAFFIC, 1, None), (v1, TRAFFIC, 3, ["agency"]),
+             (v1, TRAFFIC, 3, ["nope"])]
+    results, sizes, calls_made = _coalesce(calls)
+    assert (sizes, calls_made) == (5, 1)
+    for (m, text, k, targets), got in zip(calls[:4], results[:4], strict=True):
+        assert got == serve._predict(m, [text], k, targets, False)[0]
+    assert len(results[2]["targets"]["category"]["alternatives"]) == 1 and set(results[3]["targets"]) == {"agency"}
+    assert results[0] != results[1]  # each answered by its own model
+    assert isinstance(results[4], serve.HTTPException) and results[4].status_code == 422  # unknown target: alone
+
+
+def test_a_text_the_model_refuses_fails_only_its_own_coalesced_request(tiny_model):
+    loaded = LoadedModel(version="picky", model=PickyModel(tiny_model), manifest={},
+                         thresholds={"category": 0.5, "agency": 0.5}, max_text_length=10_000)
+    results, _, _ = _coalesce([(loaded, TRAFFIC, 3, None), (loaded, "乱码乱码", 3, None),
+                               (loaded, TINY_CASES[9][0], 3, None)])
+    assert results[0]["targets"]["category"]["label"] == "交通秩序"
+    assert isinstance(results[1], serve.HTTPException) and results[1].detail == "text #0 is unreadable"
+    assert results[2]["targets"]["category"]["label"] == "供暖供热"
+
+
+def test_concurrent_http_requests_through_the_app_are_coalesced(store):
+    import asyncio
+
+    import httpx
+
+    app = create_app(ServiceSettings(model_store=store[0].path))
+    texts = [t for t, _, _ in TINY_CASES[:12]]
+
+    async def run() -> tuple[list[Any], str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                responses = await asyncio.gather(*(c.post("/predict", json={"text": t}) for t in texts))
+                return responses, (await c.get("/metrics")).text
+
+    responses, exposition = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    with make_client(store[0]) as c:  # one at a time: the same answers
+        for text, r in zip(texts, responses, strict=True):
+            alone = c.post("/predict", json={"text": text}).json()
+            assert r.json()["targets"] == alone["targets"]
+    # twelve requests in flight at once: fewer model calls than requests (here the ASGI transport runs them
+    # all up to the queue in one turn: one call)
+    assert "hotline_predict_coalesced_sum 12.0" in exposition
+    calls = float(next(line.split()[-1] for line in exposition.splitlines()
+                       if line.startswith("hotline_predict_coalesced_count")))
+    assert 1 <= calls < 12

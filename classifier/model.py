@@ -89,6 +89,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
     features gather their rows directly.
     """
 
+    # heads pickled before fusion existed have no instance attribute: they are single SVMs (get_params, repr)
+    fusion = "off"
+
     def __init__(
         self,
         C: float = 1.0,

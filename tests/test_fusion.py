@@ -117,3 +117,16 @@ def test_manifest_and_model_card_say_how_each_head_was_built(corpus, tmp_path):
     assert heads["category"]["kind"] == "fused" and heads["category"]["fusion_weights"]["char_svm"] >= 0
     assert heads["agency"]["kind"] == "svm" and heads["agency"]["temperature"] > 0  # many small agencies
     assert manifest["config"]["model"]["fusion"] == "auto"
+
+
+def test_a_head_saved_before_fusion_existed_still_loads_describes_and_predicts(single, split):
+    import pickle
+
+    old = pickle.loads(pickle.dumps(single.heads_["category"]))
+    for attribute in ("fusion", "fusion_weights_"):  # what a session-1 head does not have
+        old.__dict__.pop(attribute, None)
+    old = pickle.loads(pickle.dumps(old))
+    assert old.get_params()["fusion"] == "off" and "TargetHead" in repr(old)
+    assert old.describe()["kind"] == "svm"
+    X = single.vectorizer_.transform(split[1]["text"].tolist()[:5])
+    assert np.allclose(old.predict_proba(X), single.heads_["category"].predict_proba(X))

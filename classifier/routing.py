@@ -14,6 +14,17 @@ head (trained on the county of every case's agency) proposes the counties, kept 
 When there is no county head, or the directory has no entry, the flat agency model decides alone.  Each result
 says which path it took under ``"routing"`` (``place.source``: "gazetteer" or "model").
 
+When the model also has a ``category`` head, category and function are decided together: the pairs seen in
+training (a category and the function of its case's agency) are compatible, and
+
+    P(category, f) ∝ sqrt(P_cat(category) * P_fn(f)) * (1 if the pair was seen else 0.01)
+
+gives both the category and the function P(f) above (its marginals), so the answer never pairs a category
+with an agency that does not handle it (治安管理 with a civil-affairs bureau) and one head's confidence can
+overrule the other's mistake.  The geometric mean keeps the two heads' calibration: a plain product counts
+the text's evidence twice and is overconfident (BENCHMARKS.md, routing).  A category or function without any
+seen pair is not constrained.
+
 Without a directory (``directory=None``) the model is exactly a ``ComplaintClassifier``.
 """
 
@@ -32,11 +43,13 @@ from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
 from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked_rows, check_texts
 from .text import ComplaintTokenizer
 
-__all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY"]
+__all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY", "CATEGORY"]
 
 FUNCTION = "function"
 COUNTY = "county"
 AGENCY = "agency"
+CATEGORY = "category"
+_UNSEEN_PAIR = 0.01  # weight of a (category, function) pair never seen in training
 _MAX_COUNTIES = 5  # counties the county model may spread an unnamed place over
 _MIN_WEIGHT = 0.01
 
@@ -48,7 +61,8 @@ class RoutedClassifier(ComplaintClassifier):
 
     After ``fit``: ``directory_``, ``resolver_``, ``heads_["function"]`` and ``heads_["county"]`` (not among
     ``targets_``, so results keep the flat model's shape), ``agency_classes_`` (the flat model's agencies
-    plus every directory agency: the router can name an agency it never saw), ``routing_summary_``.
+    plus every directory agency: the router can name an agency it never saw), ``pair_weights_`` (category x
+    function weights of the joint decision, None without a category head), ``routing_summary_``.
     """
 
     directory_: RoutingDirectory | None
@@ -72,7 +86,7 @@ class RoutedClassifier(ComplaintClassifier):
         self.__dict__.pop("_plans", None)
         X = self._fit_matrix(texts, targets)
         if self.directory is not None and AGENCY in targets:
-            self._fit_routing(X, targets[AGENCY])
+            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY))
         else:
             self.directory_ = None
         return self
@@ -80,10 +94,11 @@ class RoutedClassifier(ComplaintClassifier):
     @classmethod
     def from_classifier(
         cls, model: ComplaintClassifier, directory: RoutingDirectory, texts: Sequence[str],
-        agencies: Sequence[Any],
+        agencies: Sequence[Any], categories: Sequence[Any] | None = None,
     ) -> RoutedClassifier:
         """Add routing to an already trained flat model: reuse its vectorizer and heads, fit the function
-        head on ``texts`` labeled with the functions of ``agencies``.  Training metadata
+        head on ``texts`` labeled with the functions of ``agencies``; with ``categories`` (the same texts'
+        category labels) category and function are decided together.  Training metadata
         (``validation_report``, ``metrics``, ``training_data``) is carried over."""
         check_is_fitted(model, "heads_")
         if AGENCY not in model.heads_:
@@ -92,9 +107,10 @@ class RoutedClassifier(ComplaintClassifier):
         routed.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_") or k in _METADATA})
         routed.heads_ = dict(model.heads_)
         X = routed.vectorizer_.transform(check_texts(texts, routed.max_text_length))
-        return routed._fit_routing(X, agencies)
+        return routed._fit_routing(X, agencies, categories)
 
-    def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any]) -> RoutedClassifier:
+    def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any],
+                     categories: Sequence[Any] | None = None) -> RoutedClassifier:
         directory = self.directory
         if not isinstance(directory, RoutingDirectory):
             raise TrainingDataError(f"directory must be a RoutingDirectory, got {type(directory).__name__}")
@@ -121,6 +137,7 @@ class RoutedClassifier(ComplaintClassifier):
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
             self.heads_[COUNTY] = county_head.fit(X[np.flatnonzero(rows)], counties,
                                                   char_columns=self.vectorizer_.is_char_)
+        self.pair_weights_ = self._pair_weights(functions, categories)
         self.directory_ = directory
         self.resolver_ = directory.resolver()
         flat = self.heads_[AGENCY].classes_
@@ -131,11 +148,49 @@ class RoutedClassifier(ComplaintClassifier):
             **directory.summary(),
             "function_cases": int(rows.sum()),
             "agencies_not_in_directory": len(unknown),
+            "category_function_pairs": 0 if self.pair_weights_ is None else int((self.pair_weights_ == 1.0).sum()),
         }
         # save_model writes ``training_data`` into the manifest: the directory's hash travels with the model
         data = getattr(self, "training_data", None)
         self.training_data = {**(data if isinstance(data, dict) else {}), "directory": self.routing_summary_}
         return self
+
+    def _pair_weights(self, functions: Sequence[str | None], categories: Sequence[Any] | None) -> np.ndarray | None:
+        """Category x function weights: 1 for a pair seen in training, ``_UNSEEN_PAIR`` otherwise; a category
+        (or function) never seen in a pair is left unconstrained.  None without a category head."""
+        if categories is None or CATEGORY not in self.heads_:
+            return None
+        if len(categories) != len(functions):
+            raise TrainingDataError(f"{len(categories)} category labels for {len(functions)} agency labels; "
+                                    "they must match")
+        cats = self.heads_[CATEGORY].classes_.astype(str)
+        fns = self.heads_[FUNCTION].classes_.astype(str)
+        seen = np.zeros((len(cats), len(fns)), dtype=bool)
+        for c, f in zip(categories, functions):
+            if f is not None and _is_label(c):
+                i, j = np.searchsorted(cats, str(c)), np.searchsorted(fns, f)
+                if i < len(cats) and cats[i] == str(c) and j < len(fns) and fns[j] == f:
+                    seen[i, j] = True
+        if not seen.any():
+            return None
+        free = ~seen.any(1, keepdims=True) | ~seen.any(0, keepdims=True)
+        return np.where(seen | free, 1.0, _UNSEEN_PAIR)
+
+    def _joint(self, X: sp.csr_matrix) -> tuple[np.ndarray | None, np.ndarray]:
+        """The category probabilities (None without a pair table) and the function probabilities, decided
+        together: the marginals of sqrt(P_cat * P_fn) * pair weight (see the module docstring)."""
+        pf = self.heads_[FUNCTION].predict_proba(X)
+        weights = getattr(self, "pair_weights_", None)  # None too for a router pickled before joint decisions
+        if weights is None:
+            return None, pf
+        pc = self.heads_[CATEGORY].predict_proba(X)
+        joint = np.sqrt(pc)[:, :, None] * np.sqrt(pf)[:, None, :] * weights[None]
+        joint /= joint.sum(axis=(1, 2), keepdims=True)
+        return joint.sum(axis=2), joint.sum(axis=1)
+
+    def _joint_targets(self) -> set[str]:
+        """The targets whose answer goes through the router: the agency, and the category decided with it."""
+        return {AGENCY, CATEGORY} if getattr(self, "pair_weights_", None) is not None else {AGENCY}
 
     def _routed(self) -> bool:
         return getattr(self, "directory_", None) is not None
@@ -161,16 +216,20 @@ class RoutedClassifier(ComplaintClassifier):
     # -- prediction -------------------------------------------------------------------------------------
     def predict_proba(self, texts: Sequence[str], target: str) -> np.ndarray:
         """As ``ComplaintClassifier.predict_proba``; for "agency" the routed probabilities over
-        ``classes("agency")``."""
-        if target != AGENCY or not self._routed():
+        ``classes("agency")``, for "category" those decided together with the function."""
+        if not self._routed() or target not in self._joint_targets():
             return super().predict_proba(texts, target)
         texts = check_texts(texts, self.max_text_length)
-        P, _ = self._route(texts, self.vectorizer_.transform(texts))
+        X = self.vectorizer_.transform(texts)
+        pc, pf = self._joint(X)
+        if target == CATEGORY and pc is not None:
+            return pc
+        P, _ = self._route(texts, X, pf)
         return P
 
     def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:
         names = self._targets(targets)
-        if AGENCY not in names or not self._routed():
+        if not self._routed() or not self._joint_targets() & set(names):
             return super().predict(texts, targets)
         details = self.predict_details(texts, top_k=1, targets=names)
         return {t: [d[t]["label"] for d in details] for t in names}
@@ -186,7 +245,7 @@ class RoutedClassifier(ComplaintClassifier):
         """As ``ComplaintClassifier.predict_details``, with the agency routed and a ``"routing"`` entry:
         ``{"path": "directory" | "flat", "place": {...}, "function": {"label", "score"}, "reason"}``."""
         names = self._targets(targets)
-        if AGENCY not in names or not self._routed():
+        if not self._routed() or not self._joint_targets() & set(names):
             return super().predict_details(texts, top_k=top_k, targets=targets, explain=explain,
                                            thresholds=thresholds)
         _check_top_k(top_k)
@@ -196,10 +255,14 @@ class RoutedClassifier(ComplaintClassifier):
             X = sp.csr_matrix((val, idx, np.array([0, len(idx)])), shape=(1, len(self.vectorizer_.vocabulary_)))
         else:
             X = self.vectorizer_.transform(texts)
-        P, routes = self._route(texts, X)
-        ranked = {t: _ranked_rows(self.heads_[t].classes_, self.heads_[t].predict_proba(X), top_k)
+        pc, pf = self._joint(X)
+        probas = {t: pc if t == CATEGORY and pc is not None else self.heads_[t].predict_proba(X)
                   for t in names if t != AGENCY}
-        ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
+        ranked = {t: _ranked_rows(self.heads_[t].classes_, p, top_k) for t, p in probas.items()}
+        routes: list[dict[str, Any]] = [{} for _ in texts]
+        if AGENCY in names:
+            P, routes = self._route(texts, X, pf)
+            ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
         results = []
         for i in range(len(texts)):
             row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
@@ -216,18 +279,20 @@ class RoutedClassifier(ComplaintClassifier):
                 review = review or entry["score"] < threshold
             result["needs_review"] = review
             route = routes[i]
-            label = result[AGENCY]["label"]
-            if route["path"] == "directory" and label not in route.pop("_mapped"):
-                route["path"], route["reason"] = "flat", "the flat model outweighed the directory's candidates"
-            route.pop("_mapped", None)
-            result["routing"] = route
+            if route:
+                label = result[AGENCY]["label"]
+                if route["path"] == "directory" and label not in route.pop("_mapped"):
+                    route["path"], route["reason"] = "flat", "the flat model outweighed the directory's candidates"
+                route.pop("_mapped", None)
+                result["routing"] = route
             results.append(result)
         return results
 
-    def _route(self, texts: Sequence[str], X: sp.csr_matrix) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record."""
+    def _route(self, texts: Sequence[str], X: sp.csr_matrix,
+               pf: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record, from
+        the function probabilities ``pf`` (``_joint``)."""
         fn_head = self.heads_[FUNCTION]
-        pf = fn_head.predict_proba(X)
         flat = self.heads_[AGENCY].predict_proba(X)
         county_head = self.heads_.get(COUNTY)
         pc = county_head.predict_proba(X) if county_head is not None else None
@@ -303,11 +368,12 @@ class RoutedClassifier(ComplaintClassifier):
             # the text itself narrowed the place to these counties: the model's belief, smoothed so a county
             # it never saw a case from still counts, renormalized over them
             belief = dict(zip(classes, pc.tolist()))
+            # (all of them: the place is certainly among them, so none of its mass may fall to the flat model)
             w = np.array([belief.get(c, 0.0) + 1.0 / len(classes) for c in allowed])
-            counties, p = allowed, w / w.sum()
+            counties, p, cap = allowed, w / w.sum(), len(allowed)
         else:
-            counties, p = classes, pc
-        order = np.argsort(-np.asarray(p), kind="stable")[:_MAX_COUNTIES]
+            counties, p, cap = classes, pc, _MAX_COUNTIES
+        order = np.argsort(-np.asarray(p), kind="stable")[:cap]
         return [(counties[j], towns.get(counties[j]), float(p[j])) for j in order if p[j] >= _MIN_WEIGHT]
 
     def _directory_mass(

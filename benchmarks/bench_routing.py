@@ -6,7 +6,9 @@
    held-out counties.  Agency accuracy is also split by whether the case's agency was in the training labels.
 2. Qingdao 12345 work orders (no directory): ``RoutedClassifier(directory=None)`` must equal
    ``ComplaintClassifier`` (agency accuracy on the test split).  Skipped when ../shared is absent.
-3. Latency of one complaint through ``predict_details``: flat model vs router (median of many calls).
+3. The written held-out cases (``data/ningxia/heldout.csv``, never trained on): the demo model trained on the
+   whole corpus, with category and function decided together (shipped) and each head alone.
+4. Latency of one complaint through ``predict_details``: flat model vs router (median of many calls).
 
     .venv/bin/python benchmarks/bench_routing.py [--draws 3] [--skip-qingdao] [--json out.json]
 
@@ -16,6 +18,7 @@ Prints a Markdown table for BENCHMARKS.md.  No complaint text is printed.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -32,7 +35,7 @@ from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
 from classifier.routing import RoutedClassifier  # noqa: E402
 from training.data import read_table  # noqa: E402
-from training.demo import DEMO_CORPUS, demo_config, demo_directory  # noqa: E402
+from training.demo import DEMO_CORPUS, DEMO_HELDOUT, demo_config, demo_directory  # noqa: E402
 
 QINGDAO = ROOT.parent / "shared" / "data" / "qingdao12345" / "work_orders.csv"
 
@@ -135,6 +138,38 @@ def _pooled(groups: list[dict], key: str) -> float | None:
     return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
 
 
+def written_heldout() -> dict:
+    """The demo model (whole corpus) on the written held-out cases: shipped, and with the category head
+    deciding alone (no pair weights)."""
+    directory = demo_directory()
+    data = read_table(DEMO_HELDOUT)
+    texts, cats, agencies = data["text"].tolist(), data["category"].to_numpy(), data["agency"].to_numpy()
+    corpus = read_table(DEMO_CORPUS)
+    model = RoutedClassifier(demo_config(test_size=0.0), directory=directory).fit(
+        corpus["text"].tolist(), {"category": corpus["category"].tolist(), "agency": corpus["agency"].tolist()})
+    alone = copy.copy(model)
+    alone.pair_weights_ = None
+    named = np.array([model.resolve_place(t).county is not None for t in texts])
+    out: dict = {"n": len(texts), "named": int(named.sum()), "corpus_rows": len(corpus), "variants": {}}
+    for name, m in (("category and function together (shipped)", model), ("each head alone", alone)):
+        details = m.predict_details(texts)
+        cat_ok = np.array([d["category"]["label"] for d in details]) == cats
+        ag_ok = np.array([d["agency"]["label"] for d in details]) == agencies
+        review = np.array([d["needs_review"] for d in details])
+        pairs = [(d["category"]["label"], directory.function_of(d["agency"]["label"])) for d in details]
+        seen = {(c, directory.function_of(a)) for c, a in zip(corpus["category"], corpus["agency"])}
+        out["variants"][name] = {
+            "category": float(cat_ok.mean()),
+            "agency": float(ag_ok.mean()),
+            "agency_named": float(ag_ok[named].mean()),
+            "agency_unnamed": float(ag_ok[~named].mean()),
+            "review": float(review.mean()),
+            "agency_unflagged": float(ag_ok[~review].mean()),
+            "pairs_seen": float(np.mean([p in seen for p in pairs])),
+        }
+    return out
+
+
 def qingdao() -> dict | None:
     if not QINGDAO.exists():
         print(f"skipping Qingdao: {QINGDAO} not present", file=sys.stderr)
@@ -218,6 +253,18 @@ def markdown(res: dict) -> str:
                      f"{_pct(s['agency_seen_flat'])} | {_pct(s['agency_seen_combined'])} |")
         lines.append(f"| never seen in training ({group}) | {s['agency_unseen_n']} | "
                      f"{_pct(s['agency_unseen_flat'])} | {_pct(s['agency_unseen_combined'])} |")
+    w = res.get("heldout")
+    if w:
+        lines += ["", f"Written held-out cases (`data/ningxia/heldout.csv`, {w['n']} cases, {w['named']} name their "
+                      f"place; the model trained on all {w['corpus_rows']} corpus cases):", "",
+                  "| decision | category acc | agency acc | agency acc, place named | agency acc, not named | "
+                  "flagged needs_review | agency acc, not flagged | category and agency's function a pair seen in "
+                  "training |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, v in w["variants"].items():
+            lines.append(f"| {name} | {v['category']:.3f} | {v['agency']:.3f} | {v['agency_named']:.3f} | "
+                         f"{v['agency_unnamed']:.3f} | {v['review']:.3f} | {v['agency_unflagged']:.3f} | "
+                         f"{v['pairs_seen']:.3f} |")
     q = res.get("qingdao")
     if q:
         lines += ["", f"Qingdao 12345 (no directory; agency, train {q['train_rows']} / test {q['test_rows']}): "
@@ -240,7 +287,7 @@ def main() -> int:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    res: dict = {"versions": versions(), "holdout": holdout_counties(args.draws)}
+    res: dict = {"versions": versions(), "holdout": holdout_counties(args.draws), "heldout": written_heldout()}
     if not args.skip_qingdao:
         res["qingdao"] = qingdao()
     if not args.skip_latency:

@@ -4,7 +4,10 @@
 predicts.  The data lives in ``data/ningxia/`` of the repository:
 
 - ``places.csv``, ``agencies.csv``, ``functions.csv``, ``categories.csv``: the demo jurisdiction;
-- ``complaints.csv``: hand-written sample complaints (text, category, agency);
+- ``complaints.csv``: hand-written sample complaints (text, category, agency), the training corpus;
+- ``heldout.csv``: 400 more, written apart from the corpus and never trained on (work-order summaries, portal
+  messages, one-liners; 10 % name no place): how the demo model does on wording it has not seen
+  (``benchmarks/bench_routing.py``, ``tests/test_demo.py``, ``hotline report --data``);
 - ``userdict.txt``: place and agency names plus hotline words for jieba, built by ``build_user_dictionary``;
 - ``stopwords.txt``: greetings and fillers that carry no routing signal.
 
@@ -25,6 +28,7 @@ from classifier.store import ModelStore
 __all__ = [
     "DEMO_DIR",
     "DEMO_CORPUS",
+    "DEMO_HELDOUT",
     "SAMPLE_COMPLAINTS",
     "build_user_dictionary",
     "demo_config",
@@ -35,6 +39,7 @@ __all__ = [
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "ningxia"
 DEMO_CORPUS = DEMO_DIR / "complaints.csv"
+DEMO_HELDOUT = DEMO_DIR / "heldout.csv"
 USER_DICT = DEMO_DIR / "userdict.txt"
 STOP_WORDS = DEMO_DIR / "stopwords.txt"
 

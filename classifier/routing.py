@@ -11,6 +11,9 @@ government, street office) needs the town: when only the county is known, its ma
 agencies in proportion to the flat model's belief in them.  When the text names no deciding place, a ``county``
 head (trained on the county of every case's agency) proposes the counties, kept to those the text leaves open
 (an ambiguous town's, tied counties, a named city's), and the sum runs over them weighted by its probabilities.
+The county head is only asked about texts that name no place, so its temperature is fitted on out-of-fold
+scores of exactly those training cases (it learned from all of them, most of which name their place and are
+easy): a county guessed from a topic alone then has the low score it deserves and asks for review.
 When there is no county head, or the directory has no entry, the flat agency model decides alone.  Each result
 says which path it took under ``"routing"`` (``place.source``: "gazetteer" or "model").
 
@@ -35,12 +38,22 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from .config import TrainingConfig
 from .errors import TrainingDataError
 from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
-from .model import ComplaintClassifier, TargetHead, _check_top_k, _is_label, _ranked_rows, check_texts
+from .model import (
+    ComplaintClassifier,
+    TargetHead,
+    _check_top_k,
+    _fit_temperature,
+    _is_label,
+    _ranked_rows,
+    check_texts,
+)
 from .text import ComplaintTokenizer
 
 __all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY", "CATEGORY"]
@@ -50,6 +63,7 @@ COUNTY = "county"
 AGENCY = "agency"
 CATEGORY = "category"
 _UNSEEN_PAIR = 0.01  # weight of a (category, function) pair never seen in training
+_MIN_UNNAMED = 20  # training cases naming no place needed to calibrate the county head on them
 _MAX_COUNTIES = 5  # counties the county model may spread an unnamed place over
 _MIN_WEIGHT = 0.01
 
@@ -86,7 +100,7 @@ class RoutedClassifier(ComplaintClassifier):
         self.__dict__.pop("_plans", None)
         X = self._fit_matrix(texts, targets)
         if self.directory is not None and AGENCY in targets:
-            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY))
+            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY), texts=texts)
         else:
             self.directory_ = None
         return self
@@ -107,10 +121,10 @@ class RoutedClassifier(ComplaintClassifier):
         routed.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_") or k in _METADATA})
         routed.heads_ = dict(model.heads_)
         X = routed.vectorizer_.transform(check_texts(texts, routed.max_text_length))
-        return routed._fit_routing(X, agencies, categories)
+        return routed._fit_routing(X, agencies, categories, texts=texts)
 
-    def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any],
-                     categories: Sequence[Any] | None = None) -> RoutedClassifier:
+    def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any], categories: Sequence[Any] | None = None,
+                     texts: Sequence[str] | None = None) -> RoutedClassifier:
         directory = self.directory
         if not isinstance(directory, RoutingDirectory):
             raise TrainingDataError(f"directory must be a RoutingDirectory, got {type(directory).__name__}")
@@ -133,13 +147,19 @@ class RoutedClassifier(ComplaintClassifier):
         known = directory.agencies
         counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
         self.heads_.pop(COUNTY, None)
+        self.resolver_ = directory.resolver()
+        county_calibration = None
         if len(set(counties)) >= 2:
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
-            self.heads_[COUNTY] = county_head.fit(X[np.flatnonzero(rows)], counties,
-                                                  char_columns=self.vectorizer_.is_char_)
+            X_county = X[np.flatnonzero(rows)]
+            self.heads_[COUNTY] = county_head.fit(X_county, counties, char_columns=self.vectorizer_.is_char_)
+            if texts is not None:
+                unnamed = np.array([self.resolver_.resolve(t).county is None
+                                    for t, keep in zip(texts, rows) if keep], dtype=bool)
+                county_calibration = self._calibrate_on_unnamed(county_head, X_county, np.asarray(counties),
+                                                                unnamed)
         self.pair_weights_ = self._pair_weights(functions, categories)
         self.directory_ = directory
-        self.resolver_ = directory.resolver()
         flat = self.heads_[AGENCY].classes_
         self.agency_classes_ = np.array(sorted(set(map(str, flat)) | set(directory.agencies)), dtype=object)
         self._flat_cols_ = np.searchsorted(self.agency_classes_, flat.astype(str))
@@ -149,11 +169,41 @@ class RoutedClassifier(ComplaintClassifier):
             "function_cases": int(rows.sum()),
             "agencies_not_in_directory": len(unknown),
             "category_function_pairs": 0 if self.pair_weights_ is None else int((self.pair_weights_ == 1.0).sum()),
+            "county_calibration": county_calibration,
         }
         # save_model writes ``training_data`` into the manifest: the directory's hash travels with the model
         data = getattr(self, "training_data", None)
         self.training_data = {**(data if isinstance(data, dict) else {}), "directory": self.routing_summary_}
         return self
+
+    def _calibrate_on_unnamed(self, head: TargetHead, X: sp.csr_matrix, counties: np.ndarray,
+                              unnamed: np.ndarray) -> dict[str, Any] | None:
+        """Refit ``head.temperature_`` on out-of-fold scores of the training cases that name no place (the
+        only ones the county head will be asked about); None, head unchanged, when there are too few."""
+        n_unnamed = int(unnamed.sum())
+        if n_unnamed < _MIN_UNNAMED:
+            return None
+        classes = head.classes_
+        _, counts = np.unique(counties, return_counts=True)
+        folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=head.random_state)
+        strat = counties if counts.min() >= 3 else np.zeros(len(counties))
+        scores, truth = [], []
+        for train, test in folds.split(np.zeros(len(counties)), strat):
+            test = test[unnamed[test]]
+            if not len(test) or len(np.unique(counties[train])) < 2:
+                continue
+            fold_head = clone(head).fit(X[train], counties[train], char_columns=self.vectorizer_.is_char_)
+            d = fold_head.decision_function(X[test])
+            full = np.full((len(test), len(classes)), d.min() - 1.0)  # a county the fold never saw: least likely
+            full[:, np.searchsorted(classes, fold_head.classes_)] = d
+            scores.append(full)
+            truth.append(np.searchsorted(classes, counties[test]))
+        if not scores:
+            return None
+        oof, right = np.vstack(scores), np.concatenate(truth)
+        head.temperature_ = _fit_temperature(oof, right)
+        return {"unnamed_cases": n_unnamed, "temperature": round(float(head.temperature_), 6),
+                "out_of_fold_accuracy": round(float(np.mean(oof.argmax(1) == right)), 4)}
 
     def _pair_weights(self, functions: Sequence[str | None], categories: Sequence[Any] | None) -> np.ndarray | None:
         """Category x function weights: 1 for a pair seen in training, ``_UNSEEN_PAIR`` otherwise; a category

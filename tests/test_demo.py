@@ -115,3 +115,18 @@ def test_demo_model_on_the_written_held_out_cases(demo_model):
     seen = {(c, directory.function_of(a)) for c, a in zip(corpus["category"], corpus["agency"])}
     pairs = [(d["category"]["label"], directory.function_of(d["agency"]["label"])) for d in details]
     assert sum(p in seen for p in pairs) >= 0.99 * len(pairs)
+
+
+def test_a_county_guessed_from_the_topic_alone_asks_for_review(demo_model):
+    # the county head is calibrated on the training cases that name no place: there it is right ~15 % of the
+    # time, so its guesses get low scores instead of the confidence it has on cases that name their place
+    calibration = demo_model.routing_summary_["county_calibration"]
+    assert calibration["unnamed_cases"] >= 300
+    assert calibration["temperature"] == pytest.approx(demo_model.heads_["county"].temperature_, abs=1e-5)
+    assert calibration["temperature"] > 1.5
+    assert calibration["out_of_fold_accuracy"] < 0.3
+    held = read_table(DEMO_HELDOUT)
+    details = demo_model.predict_details(held["text"].tolist())
+    guessed = [d for d in details if d["routing"]["place"]["source"] == "model"]
+    assert len(guessed) >= 30
+    assert sum(d["needs_review"] for d in guessed) >= 0.9 * len(guessed)

@@ -291,3 +291,19 @@ def test_a_router_without_pair_weights_decides_the_category_alone(routed, tiny_m
     with pytest.raises(TrainingDataError, match="3 category labels for 12 agency labels"):
         RoutedClassifier.from_classifier(tiny_model, directory, TEXTS, TARGETS["agency"],
                                          categories=TARGETS["category"][:3])
+
+
+def test_the_county_head_is_calibrated_on_the_cases_that_name_no_place(routed, directory, monkeypatch):
+    assert routed.routing_summary_["county_calibration"] is None  # 12 tiny cases: fewer than 20 name no place
+    import classifier.routing as routing
+
+    monkeypatch.setattr(routing, "_MIN_UNNAMED", 1)
+    texts = TEXTS + ["村里的空气能又坏了", "出租车拒载还骂人", "红绿灯坏了没人管"]
+    targets = {"category": TARGETS["category"] + ["供暖供热", "公共交通", "交通秩序"],
+               "agency": TARGETS["agency"] + ["海原县李旺镇政府", "同心县交通运输局", "兴庆区交警一大队"]}
+    calibrated = RoutedClassifier(tiny_config(), directory=directory).fit(texts, targets)
+    calibration = calibrated.routing_summary_["county_calibration"]
+    unnamed = sum(calibrated.resolve_place(t).county is None for t in texts)
+    assert calibration["unnamed_cases"] == unnamed >= 3
+    assert calibration["temperature"] == pytest.approx(calibrated.heads_["county"].temperature_, abs=1e-5)
+    assert 0.0 <= calibration["out_of_fold_accuracy"] <= 1.0

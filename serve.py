@@ -47,8 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from classifier.errors import ComplaintInputError, ModelStoreError, UnknownTargetError
-from classifier.model import prediction_record
+from classifier.errors import ComplaintInputError, ModelStoreError, PlaceHintError, UnknownTargetError
+from classifier.model import MAX_PLACE_HINT, prediction_record
 from classifier.store import ModelStore
 
 __all__ = ["ServiceSettings", "LoadedModel", "create_app", "load_model", "serve", "main", "add_command"]
@@ -215,10 +215,17 @@ TargetNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]
                         Field(min_length=1, max_length=20, description="targets to predict (default: all)")]
 
 
+PlaceHint = Annotated[str | None, Field(
+    max_length=MAX_PLACE_HINT, description="where the case is, as the caller knows it (the form's district, the "
+    "county whose line was called: 海原县, 海原县李旺镇); a routing model uses it when the text names no county or "
+    "town itself; refused (422) by a model without routing")]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, description="the complaint text; its limit is in GET /model")
+    place: PlaceHint = None
     top_k: TopK = 3
     explain: bool = Field(default=False, description="add the terms behind each label")
     targets: TargetNames = None
@@ -229,6 +236,7 @@ class BatchItem(BaseModel):
 
     id: str = Field(min_length=1, max_length=200, description="the caller's id, echoed in the result")
     text: str
+    place: PlaceHint = None
 
 
 class BatchRequest(BaseModel):
@@ -613,7 +621,7 @@ def create_app(
         problem = _text_problem(body.text, current.max_text_length)
         if problem is not None:
             raise HTTPException(422, detail=f"text {problem[1]}")
-        result = await coalescer.predict(current, body.text, body.top_k, body.targets, body.explain)
+        result = await coalescer.predict(current, body.text, body.place, body.top_k, body.targets, body.explain)
         metrics.observe_predictions([result])
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
@@ -645,8 +653,8 @@ def create_app(
             else:
                 results[i]["error"] = {"type": problem[0], "message": f"item {it.id!r}: text {problem[1]}"}
         if good:
-            predictions = _predict_isolated(current, [items[i].text for i in good], body.top_k, body.targets,
-                                            body.explain)
+            predictions = _predict_isolated(current, [items[i].text for i in good], [items[i].place for i in good],
+                                            body.top_k, body.targets, body.explain)
             ok = []
             for i, p in zip(good, predictions, strict=True):
                 if isinstance(p, ItemError):
@@ -771,34 +779,45 @@ def _check_unique_ids(items: list[BatchItem]) -> None:
                             + "; each item needs its own id")
 
 
-def _predict(current: LoadedModel, texts: list[str], top_k: int, targets: list[str] | None,
-             explain: bool) -> list[dict[str, Any]]:
+class _Refused(HTTPException):
+    """A 422 for an input the model refused; ``kind`` is the error type a batch item reports."""
+
+    def __init__(self, detail: str, kind: str) -> None:
+        super().__init__(422, detail=detail)
+        self.kind = kind
+
+
+def _predict(current: LoadedModel, texts: list[str], places: list[str | None], top_k: int,
+             targets: list[str] | None, explain: bool) -> list[dict[str, Any]]:
     """The model's results as response dicts; a bad request (unknown target, ...) becomes a 422."""
     try:
         raw = current.model.predict_details(texts, top_k=top_k, targets=targets, explain=explain,
-                                            thresholds=current.thresholds)
+                                            thresholds=current.thresholds,
+                                            places=places if any(p is not None for p in places) else None)
     except UnknownTargetError as exc:
         raise HTTPException(422, detail=str(exc)) from None
+    except PlaceHintError as exc:
+        raise _Refused(str(exc), "invalid_place") from None
     except ComplaintInputError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
+        raise _Refused(str(exc), "invalid_text") from None
     names = targets if targets is not None else list(current.model.targets_)
     return [prediction_record(r, names, current.thresholds) for r in raw]
 
 
-def _predict_isolated(current: LoadedModel, texts: list[str], top_k: int, targets: list[str] | None,
-                      explain: bool) -> list[dict[str, Any] | ItemError]:
-    """Predict a batch in one call; if the model refuses one text, find it and fail only that one."""
+def _predict_isolated(current: LoadedModel, texts: list[str], places: list[str | None], top_k: int,
+                      targets: list[str] | None, explain: bool) -> list[dict[str, Any] | ItemError]:
+    """Predict a batch in one call; if the model refuses one item, find it and fail only that one."""
     try:
-        return list(_predict(current, texts, top_k, targets, explain))
+        return list(_predict(current, texts, places, top_k, targets, explain))
     except HTTPException as exc:
         if len(texts) == 1 or targets is not None and _unknown_targets(current, targets):
             raise
         out: list[dict[str, Any] | ItemError] = []
-        for text in texts:
+        for text, place in zip(texts, places, strict=True):
             try:
-                out.append(_predict(current, [text], top_k, targets, explain)[0])
+                out.append(_predict(current, [text], [place], top_k, targets, explain)[0])
             except HTTPException as one:
-                out.append(ItemError(type="invalid_text", message=str(one.detail)))
+                out.append(ItemError(type=getattr(one, "kind", "invalid_text"), message=str(one.detail)))
         if all(isinstance(o, ItemError) for o in out):
             raise exc from None
         return out
@@ -819,15 +838,15 @@ class _Coalescer:
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
-        self._queue: list[tuple[tuple[Any, ...], LoadedModel, str, asyncio.Future[dict[str, Any]]]] = []
+        self._queue: list[tuple[tuple[Any, ...], LoadedModel, str, str | None, asyncio.Future[dict[str, Any]]]] = []
         self._scheduled = False
 
-    async def predict(self, current: LoadedModel, text: str, top_k: int, targets: list[str] | None,
-                      explain: bool) -> dict[str, Any]:
+    async def predict(self, current: LoadedModel, text: str, place: str | None, top_k: int,
+                      targets: list[str] | None, explain: bool) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         key = (id(current), top_k, tuple(targets) if targets is not None else None, explain)
-        self._queue.append((key, current, text, future))
+        self._queue.append((key, current, text, place, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run, loop)
@@ -841,22 +860,23 @@ class _Coalescer:
             self._scheduled = False
         self.metrics.coalesced.observe(len(batch))
         groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, (key, _, _, _) in enumerate(batch):
+        for i, (key, _, _, _, _) in enumerate(batch):
             groups.setdefault(key, []).append(i)
         for key, members in groups.items():
             current = batch[members[0]][1]
             _, top_k, targets, explain = key
             names = list(targets) if targets is not None else None
-            futures = [batch[i][3] for i in members]
+            futures = [batch[i][4] for i in members]
             try:
-                results = _predict(current, [batch[i][2] for i in members], top_k, names, explain)
+                results = _predict(current, [batch[i][2] for i in members], [batch[i][3] for i in members], top_k,
+                                   names, explain)
             except HTTPException as exc:
                 if len(members) == 1 or names is not None and _unknown_targets(current, names):
                     _settle(futures, exc)
                     continue
-                for i, future in zip(members, futures, strict=True):  # find the text the model refused
+                for i, future in zip(members, futures, strict=True):  # find the item the model refused
                     try:
-                        _settle([future], _predict(current, [batch[i][2]], top_k, names, explain)[0])
+                        _settle([future], _predict(current, [batch[i][2]], [batch[i][3]], top_k, names, explain)[0])
                     except HTTPException as one:
                         _settle([future], one)
                 continue

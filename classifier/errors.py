@@ -12,6 +12,7 @@ __all__ = [
     "ComplaintInputError",
     "EmptyTextError",
     "NotAListError",
+    "PlaceHintError",
     "TextTooLongError",
     "UnknownTargetError",
     "TrainingDataError",
@@ -42,6 +43,11 @@ class EmptyTextError(ComplaintInputError):
 
 class TextTooLongError(ComplaintInputError):
     """A text is longer than the configured limit."""
+
+
+class PlaceHintError(ComplaintInputError):
+    """Place hints that cannot be used: not one per text, not text, too long, or given to a model that does not
+    route by place."""
 
 
 class UnknownTargetError(KeyError):

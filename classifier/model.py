@@ -31,6 +31,7 @@ from .errors import (
     ComplaintInputError,
     EmptyTextError,
     NotAListError,
+    PlaceHintError,
     TextTooLongError,
     TrainingDataError,
     UnknownTargetError,
@@ -38,7 +39,9 @@ from .errors import (
 from .features import WORD_PREFIX, ComplaintVectorizer
 from .text import ComplaintTokenizer
 
-__all__ = ["ComplaintClassifier", "TargetHead", "check_texts", "prediction_record"]
+__all__ = ["ComplaintClassifier", "TargetHead", "check_texts", "check_places", "prediction_record"]
+
+MAX_PLACE_HINT = 200  # characters: a county, a town, an address line
 
 
 def check_texts(texts: Any, max_length: int) -> list[str]:
@@ -60,6 +63,25 @@ def check_texts(texts: Any, max_length: int) -> list[str]:
                 "max_text_length in the training config"
             )
     return out
+
+
+def check_places(places: Any, n_texts: int) -> list[str | None] | None:
+    """Validate place hints (one per text, None or "" for none); None when no text has one."""
+    if places is None:
+        return None
+    if isinstance(places, (str, bytes)) or not hasattr(places, "__iter__"):
+        raise PlaceHintError(f"expected a list of place hints (one per text), got {type(places).__name__}; "
+                            "wrap one in a list: [place]")
+    out = list(places)
+    if len(out) != n_texts:
+        raise PlaceHintError(f"{len(out)} place hints for {n_texts} texts; give one per text (None for none)")
+    for i, p in enumerate(out):
+        if p is not None and not isinstance(p, str):
+            raise PlaceHintError(f"place hint #{i} is {type(p).__name__}, expected str or None")
+        if p is not None and len(p) > MAX_PLACE_HINT:
+            raise PlaceHintError(f"place hint #{i} has {len(p):,} characters; the limit is {MAX_PLACE_HINT}")
+    hints = [p.strip() or None if p is not None else None for p in out]
+    return hints if any(h is not None for h in hints) else None
 
 
 # fusion ("auto") needs the median class to have this many training cases: the view weights are fitted on
@@ -484,15 +506,20 @@ class ComplaintClassifier(BaseEstimator):
         targets: Sequence[str] | None = None,
         explain: bool = False,
         thresholds: Mapping[str, float] | None = None,
+        places: Sequence[str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """One result per text: under each target ``{"label", "score", "alternatives"}``, and ``needs_review``.
 
         ``alternatives`` are the ``top_k`` best labels with their probabilities, best first (the first is the
-        label itself).  ``needs_review`` is true when any target's score is under its threshold.
+        label itself).  ``needs_review`` is true when any target's score is under its threshold.  ``places``
+        (hints of where each case is) need a routing model: this one refuses them.
         """
         names = self._targets(targets)
         _check_top_k(top_k)
         texts = check_texts(texts, self.max_text_length)
+        if check_places(places, len(texts)) is not None:
+            raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
+                                      "`hotline train --directory`); this model has none")
         if len(texts) == 1:
             idx, val = self.vectorizer_.transform_one(texts[0])
             probas = {t: self.heads_[t].proba_one(idx, val)[None, :] for t in names}

@@ -52,6 +52,7 @@ from .model import (
     _fit_temperature,
     _is_label,
     _ranked_rows,
+    check_places,
     check_texts,
 )
 from .text import ComplaintTokenizer
@@ -291,15 +292,26 @@ class RoutedClassifier(ComplaintClassifier):
         targets: Sequence[str] | None = None,
         explain: bool = False,
         thresholds: Mapping[str, float] | None = None,
+        places: Sequence[str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """As ``ComplaintClassifier.predict_details``, with the agency routed and a ``"routing"`` entry:
-        ``{"path": "directory" | "flat", "place": {...}, "function": {"label", "score"}, "reason"}``."""
+        ``{"path": "directory" | "flat", "place": {...}, "function": {"label", "score"}, "reason"}``.
+
+        ``places``: one hint per text (None or "" for none) of where the case is, as the caller knows it (the
+        web form's district, the county whose hotline line was called).  It is used only when the text itself
+        names no county or town: then it decides the place (``place.source`` "hint") and settles a town name
+        found in two counties.  A hint that names no known place is reported in ``reason``."""
         names = self._targets(targets)
         if not self._routed() or not self._joint_targets() & set(names):
+            if self._routed():  # only the category: the place changes nothing
+                texts = check_texts(texts, self.max_text_length)
+                check_places(places, len(texts))
+                places = None
             return super().predict_details(texts, top_k=top_k, targets=targets, explain=explain,
-                                           thresholds=thresholds)
+                                           thresholds=thresholds, places=places)
         _check_top_k(top_k)
         texts = check_texts(texts, self.max_text_length)
+        hints = check_places(places, len(texts))
         if len(texts) == 1:
             idx, val = self.vectorizer_.transform_one(texts[0])
             X = sp.csr_matrix((val, idx, np.array([0, len(idx)])), shape=(1, len(self.vectorizer_.vocabulary_)))
@@ -311,7 +323,7 @@ class RoutedClassifier(ComplaintClassifier):
         ranked = {t: _ranked_rows(self.heads_[t].classes_, p, top_k) for t, p in probas.items()}
         routes: list[dict[str, Any]] = [{} for _ in texts]
         if AGENCY in names:
-            P, routes = self._route(texts, X, pf)
+            P, routes = self._route(texts, X, pf, hints)
             ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
         results = []
         for i in range(len(texts)):
@@ -338,10 +350,10 @@ class RoutedClassifier(ComplaintClassifier):
             results.append(result)
         return results
 
-    def _route(self, texts: Sequence[str], X: sp.csr_matrix,
-               pf: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    def _route(self, texts: Sequence[str], X: sp.csr_matrix, pf: np.ndarray,
+               hints: Sequence[str | None] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record, from
-        the function probabilities ``pf`` (``_joint``)."""
+        the function probabilities ``pf`` (``_joint``) and the place hints (``check_places``)."""
         fn_head = self.heads_[FUNCTION]
         flat = self.heads_[AGENCY].predict_proba(X)
         county_head = self.heads_.get(COUNTY)
@@ -352,13 +364,22 @@ class RoutedClassifier(ComplaintClassifier):
         directory = self._directory()
         for i, text in enumerate(texts):
             place = self.resolver_.resolve(text)
+            source, note = "gazetteer", None
+            hint = hints[i] if hints is not None else None
+            if hint is not None and place.county is None:
+                # the hint first, then the text: the hint's county anchors the text's towns
+                hinted = self.resolver_.resolve(f"{hint}\n{text}")
+                if hinted.county is not None:
+                    place, source = hinted, "hint"
+                else:
+                    note = f"the place hint {hint!r} names no county or town of the directory"
             top = int(np.argmax(pf[i]))
             fn = str(fn_head.classes_[top])
             route: dict[str, Any] = {
                 "path": "flat",
-                "place": {**_place_dict(place), "source": "gazetteer"},
+                "place": {**_place_dict(place), "source": source},
                 "function": {"label": fn, "score": round(float(pf[i, top]), 6)},
-                "reason": None,
+                "reason": note,
             }
             flat_row = P[i].copy()
             if place.county is not None:
@@ -366,8 +387,8 @@ class RoutedClassifier(ComplaintClassifier):
             else:
                 weighted = self._county_guess(place, pc[i] if pc is not None else None)
                 if not weighted:
-                    route["reason"] = ("the text names only a city; agencies are per county" if place.level == "city"
-                                       else "no county or town in the text decides the place")
+                    _add_reason(route, "the text names only a city; agencies are per county" if place.level == "city"
+                                else "no county or town in the text decides the place")
                     routes.append(route)
                     continue
                 county, town, w = weighted[0]
@@ -375,7 +396,7 @@ class RoutedClassifier(ComplaintClassifier):
                 route["place"] = {**route["place"], "name": town or county, "level": "town" if town else "county",
                                   "city": city, "county": county, "town": town, "score": round(w, 4),
                                   "source": "model"}
-                route["reason"] = "the place was not named; the county model inferred it from the text"
+                _add_reason(route, "the place was not named; the county model inferred it from the text")
             mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
             mass = 0.0
             for county, town, w in weighted:
@@ -383,7 +404,7 @@ class RoutedClassifier(ComplaintClassifier):
                 mapped += w * m
                 mass += w * ms
             if mass == 0.0:
-                route["reason"] = f"the directory has no agency for these functions in {route['place']['name']}"
+                _add_reason(route, f"the directory has no agency for these functions in {route['place']['name']}")
                 routes.append(route)
                 continue
             P[i] = mapped + (1.0 - mass) * flat_row
@@ -394,7 +415,7 @@ class RoutedClassifier(ComplaintClassifier):
                 note = (f"{fn} needs a town; spread over {county}'s towns by the flat model"
                         if fn in directory.town_functions and town is None
                         else f"the directory has no {fn} agency in {town or county}")
-                route["reason"] = f"{route['reason']}; {note}" if route["reason"] else note
+                _add_reason(route, note)
             routes.append(route)
         return P, routes
 
@@ -485,6 +506,10 @@ class RoutedClassifier(ComplaintClassifier):
 
 
 _METADATA = ("validation_report", "metrics", "training_data", "manifest")
+
+
+def _add_reason(route: dict[str, Any], why: str) -> None:
+    route["reason"] = f"{route['reason']}; {why}" if route["reason"] else why
 
 
 def _place_dict(place: PlaceMatch) -> dict[str, Any]:

@@ -90,6 +90,14 @@ def test_cli_predict_prints_the_routing_line(demo_store, capsys):
     assert "routing: directory (place 大武口区, function housing" in out
 
 
+def test_cli_predict_takes_a_place_hint(demo_store, capsys):
+    assert main(["predict", "--store", str(demo_store.path), "--json", "--place", "隆德县",
+                 "出租车司机拒载，还绕路多收钱"]) == 0
+    out = json.loads(capsys.readouterr().out.strip())
+    assert out["targets"]["agency"]["label"] == "隆德县交通运输局"
+    assert out["routing"]["place"]["source"] == "hint"
+
+
 def test_demo_files_and_config():
     assert DEMO_CORPUS.exists() and (DEMO_DIR / "agencies.csv").exists()
     config = demo_config()

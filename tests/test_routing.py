@@ -307,3 +307,55 @@ def test_the_county_head_is_calibrated_on_the_cases_that_name_no_place(routed, d
     assert calibration["unnamed_cases"] == unnamed >= 3
     assert calibration["temperature"] == pytest.approx(calibrated.heads_["county"].temperature_, abs=1e-5)
     assert 0.0 <= calibration["out_of_fold_accuracy"] <= 1.0
+
+
+# -- place hints --------------------------------------------------------------------------------------------
+def test_a_place_hint_decides_when_the_text_names_no_place(routed):
+    result = routed.predict_details(["出租车拒载，还骂乘客"], places=["隆德县"])[0]
+    assert result["agency"]["label"] == "隆德县交通运输局"
+    place = result["routing"]["place"]
+    assert (place["source"], place["county"], place["score"]) == ("hint", "隆德县", 1.0)
+    assert result["routing"]["reason"] is None
+    town = routed.predict_details(["村里的空气能坏了，家里冻得不行"], places=["西吉县兴隆镇"])[0]
+    assert town["agency"]["label"] == "西吉县兴隆镇政府" and town["routing"]["place"]["town"] == "兴隆镇"
+
+
+def test_the_text_wins_over_the_hint_and_the_hint_settles_a_town_of_two_counties(routed):
+    named = routed.predict_details(["隆德县的出租车拒载"], places=["同心县"])[0]
+    assert named["agency"]["label"] == "隆德县交通运输局"
+    assert named["routing"]["place"]["source"] == "gazetteer"
+    ambiguous = routed.predict_details(["古城镇的出租车拒载，还骂乘客"], places=["彭阳县"])[0]
+    place = ambiguous["routing"]["place"]
+    assert (place["source"], place["county"], place["town"]) == ("hint", "彭阳县", "古城镇")
+    assert ambiguous["agency"]["label"] == "彭阳县交通运输局"
+
+
+def test_a_hint_naming_no_known_place_is_reported_and_the_county_model_decides(routed):
+    result = routed.predict_details(["出租车拒载，还骂乘客"], places=["北京市朝阳区"])[0]
+    assert result["routing"]["place"]["source"] == "model"
+    assert result["routing"]["reason"].startswith("the place hint '北京市朝阳区' names no county or town")
+    # blank hints are no hints: the same answer as without
+    plain = routed.predict_details(["出租车拒载，还骂乘客", "隆德县的出租车拒载"])
+    assert routed.predict_details(["出租车拒载，还骂乘客", "隆德县的出租车拒载"], places=["", None]) == plain
+
+
+def test_bad_place_hints_get_clear_errors(routed, tiny_model):
+    from classifier.errors import PlaceHintError
+
+    with pytest.raises(PlaceHintError, match="expected a list of place hints"):
+        routed.predict_details(["出租车拒载"], places="隆德县")
+    with pytest.raises(PlaceHintError, match="2 place hints for 1 texts"):
+        routed.predict_details(["出租车拒载"], places=["隆德县", "同心县"])
+    with pytest.raises(PlaceHintError, match="place hint #0 is int"):
+        routed.predict_details(["出租车拒载"], places=[3])
+    with pytest.raises(PlaceHintError, match="place hint #0 has 201 characters; the limit is 200"):
+        routed.predict_details(["出租车拒载"], places=["县" * 201])
+    with pytest.raises(PlaceHintError, match="2 place hints for 1 texts"):
+        routed.predict_details(["出租车拒载"], targets=["category"], places=["隆德县", "同心县"])
+    # a model without routing refuses hints rather than ignoring them; no hint at all is fine
+    with pytest.raises(PlaceHintError, match="place hints need a routing model"):
+        tiny_model.predict_details(["出租车拒载"], places=["隆德县"])
+    assert tiny_model.predict_details(["出租车拒载"], places=[None]) == tiny_model.predict_details(["出租车拒载"])
+    # the category alone does not depend on the place
+    only = routed.predict_details(["出租车拒载"], targets=["category"], places=["隆德县"])
+    assert only == routed.predict_details(["出租车拒载"], targets=["category"])

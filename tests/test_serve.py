@@ -667,7 +667,7 @@ def _coalesce(calls: list[tuple[LoadedModel, str, int, list[str] | None]]) -> li
     coalescer = serve._Coalescer(metrics)
 
     async def run() -> list[Any]:
-        return await asyncio.gather(*(coalescer.predict(m, t, k, targets, False) for m, t, k, targets in calls),
+        return await asyncio.gather(*(coalescer.predict(m, t, None, k, targets, False) for m, t, k, targets in calls),
                                     return_exceptions=True)
 
     results = asyncio.run(run())
@@ -683,7 +683,7 @@ def test_concurrent_requests_are_predicted_in_one_call_with_each_ones_own_answer
     results, sizes, calls_made = _coalesce([(loaded, t, 3, None) for t in texts])
     assert (sizes, calls_made) == (6, 1)  # six requests, one model call
     for text, got in zip(texts, results, strict=True):
-        assert got == serve._predict(loaded, [text], 3, None, False)[0]
+        assert got == serve._predict(loaded, [text], [None], 3, None, False)[0]
 
 
 def test_coalesced_requests_keep_their_model_version_top_k_and_targets(tiny_model):
@@ -697,7 +697,7 @@ def test_coalesced_requests_keep_their_model_version_top_k_and_targets(tiny_mode
     results, sizes, calls_made = _coalesce(calls)
     assert (sizes, calls_made) == (5, 1)
     for (m, text, k, targets), got in zip(calls[:4], results[:4], strict=True):
-        assert got == serve._predict(m, [text], k, targets, False)[0]
+        assert got == serve._predict(m, [text], [None], k, targets, False)[0]
     assert len(results[2]["targets"]["category"]["alternatives"]) == 1 and set(results[3]["targets"]) == {"agency"}
     assert results[0] != results[1]  # each answered by its own model
     assert isinstance(results[4], serve.HTTPException) and results[4].status_code == 422  # unknown target: alone
@@ -740,3 +740,35 @@ def test_concurrent_http_requests_through_the_app_are_coalesced(store):
     calls = float(next(line.split()[-1] for line in exposition.splitlines()
                        if line.startswith("hotline_predict_coalesced_count")))
     assert 1 <= calls < 12
+
+
+# -- place hints ------------------------------------------------------------------------------------------------
+def test_a_place_hint_routes_a_complaint_that_names_no_place(demo_store):
+    text = "出租车司机拒载，还绕路多收钱"
+    with make_client(demo_store) as c:
+        r = c.post("/predict", json={"text": text, "place": "隆德县"})
+        batch = c.post("/predict/batch", json={"items": [{"id": "a", "text": text, "place": "泾源县"},
+                                                         {"id": "b", "text": text}]}).json()
+    assert r.status_code == 200
+    body = r.json()
+    assert body["targets"]["agency"]["label"] == "隆德县交通运输局"
+    assert body["routing"]["place"]["source"] == "hint"
+    a, b = batch["results"]
+    assert a["prediction"]["targets"]["agency"]["label"] == "泾源县交通运输局"
+    assert a["prediction"]["routing"]["place"]["source"] == "hint"
+    assert b["prediction"]["routing"]["place"]["source"] == "model"  # no hint: the county model guesses
+
+
+def test_place_hints_to_a_model_without_routing_are_refused_clearly(store):
+    with make_client(store[0]) as c:
+        r = c.post("/predict", json={"text": TRAFFIC, "place": "兴庆区"})
+        assert r.status_code == 422
+        assert r.json()["detail"].startswith("place hints need a routing model")
+        items = [{"id": "a", "text": TRAFFIC, "place": "兴庆区"}, {"id": "b", "text": TRAFFIC}]
+        batch = c.post("/predict/batch", json={"items": items}).json()
+        assert batch["failed"] == 1
+        assert batch["results"][0]["error"]["type"] == "invalid_place"
+        assert "place hints need a routing model" in batch["results"][0]["error"]["message"]
+        assert batch["results"][1]["prediction"]["targets"]["category"]["label"] == "交通秩序"
+        too_long = c.post("/predict", json={"text": TRAFFIC, "place": "县" * 201})
+        assert too_long.status_code == 422 and too_long.json()["detail"].startswith("place:")

@@ -42,6 +42,8 @@ def test_real_server_answers_over_http_and_logs_json(store, tmp_path):
             assert bad.status_code == 400 and "not UTF-8" in bad.json()["detail"]
             bad = http.post("/predict", content=b"{", headers={"content-type": "application/json"})
             assert bad.status_code == 422 and "not valid JSON" in bad.json()["detail"]
+            hinted = http.post("/predict", json={"text": TEXT, "place": "同心县"})  # the tiny model does not route
+            assert hinted.status_code == 422 and "place hints need a routing model" in hinted.json()["detail"]
             metrics = http.get("/metrics")
             assert metrics.headers["content-type"].startswith("text/plain")
             assert 'hotline_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics.text

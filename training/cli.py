@@ -156,6 +156,8 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--file", type=Path, help="file with one complaint per line (UTF-8)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--explain", action="store_true", help="show the terms behind each label")
+    p.add_argument("--place", help="where the cases are (e.g. 海原县, 海原县李旺镇), used by a routing model when a "
+                   "text names no place itself")
     p.add_argument("--json", action="store_true", help="one JSON object per input text")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("--strict", action="store_true", help="refuse a model trained with other library versions")
@@ -193,7 +195,8 @@ def load_for_cli(args: argparse.Namespace) -> Any:
 def cmd_predict(args: argparse.Namespace) -> int:
     texts = _read_texts(args)
     stored = load_for_cli(args)
-    results = stored.model.predict_details(texts, top_k=args.top_k, explain=args.explain)
+    places = [args.place] * len(texts) if args.place else None
+    results = stored.model.predict_details(texts, top_k=args.top_k, explain=args.explain, places=places)
     for result in results:
         if args.json:
             _print_json(json_record(result, stored))

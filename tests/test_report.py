@@ -366,3 +366,33 @@ def test_cli_empty_file(demo_store, tmp_path, capsys):
     rc = main(["report", "--data", str(data), "--out", str(tmp_path / "o"), "--store", str(demo_store.path)])
     assert rc == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_a_routing_models_agency_errors_are_split_by_cause_and_place(demo_model, tiny_model):
+    from training.demo import DEMO_HELDOUT
+
+    held = pd.read_csv(DEMO_HELDOUT)
+    report = evaluate(demo_model, held, targets=TARGETS, oof_folds=0)
+    t = report.targets["agency"]
+    errors, places = t.routing_errors.set_index("cause"), t.routing_places.set_index("place")
+    wrong = t.predictions[~t.predictions["correct"]]
+    assert errors["errors"].sum() == len(wrong)
+    agencies = demo_model.directory_.agencies
+    pairs = [(agencies[g], agencies[p]) for g, p in zip(wrong["given"], wrong["predicted"])]
+    assert errors.loc["function", "errors"] == sum(a.county == b.county and a.function != b.function for a, b in pairs)
+    assert errors.loc["place", "errors"] == sum(a.county != b.county and a.function == b.function for a, b in pairs)
+    # where the place came from: every case once; accuracy by a direct count
+    assert places["cases"].sum() == len(held)
+    details = demo_model.predict_details(held["text"].tolist(), targets=["agency"])
+    named = np.array([d["routing"]["place"]["source"] == "gazetteer" and d["routing"]["place"]["county"] is not None
+                      for d in details])
+    right = np.array([d["agency"]["label"] for d in details]) == held["agency"].to_numpy()
+    assert places.loc["gazetteer", "cases"] == named.sum()
+    assert places.loc["gazetteer", "accuracy"] == pytest.approx(right[named].mean())
+    assert places.loc["hint", "cases"] == 0
+    tables = report.tables()
+    assert "agency_routing_errors" in tables and "category_routing_errors" not in tables
+    assert "Routing: why agencies were missed" in report.to_html()
+    plain = evaluate(tiny_model, held.head(60), targets=TARGETS, oof_folds=0)
+    assert plain.targets["agency"].routing_errors is None
+    assert "Routing: why agencies were missed" not in plain.to_html()

@@ -281,6 +281,9 @@ class TargetReport:
     predictions: pd.DataFrame  # position, row, given, predicted, score, given_score, correct
     threshold: float
     notes: list[str] = field(default_factory=list)
+    # a routing model's agency only: why the wrong agencies were wrong, and accuracy by where the place came from
+    routing_errors: pd.DataFrame | None = None
+    routing_places: pd.DataFrame | None = None
 
     def confusion_cells(self) -> pd.DataFrame:
         """The matrix's non-zero cells, long format: true, predicted, count, share_of_true (row-normalized)."""
@@ -338,6 +341,9 @@ class Report:
             out[f"{name}_misrouted"] = t.misrouted
             out[f"{name}_disputed_labels"] = t.disputed
             out[f"{name}_unseen_labels"] = t.unseen_labels
+            if t.routing_errors is not None and t.routing_places is not None:
+                out[f"{name}_routing_errors"] = t.routing_errors
+                out[f"{name}_routing_places"] = t.routing_places
         out["summary"] = pd.DataFrame(summary)
         for name, c in self.comparisons.items():
             out[f"{name}_compare_metrics"] = c.metrics
@@ -673,7 +679,11 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         at = disputed.pop("position").to_numpy()
         disputed.insert(0, "row", rows[at])
         disputed.insert(1, "text", [_example_text(texts[int(k)]) for k in at])
+    routing_errors = routing_places = None
+    if getattr(clf, "directory_", None) is not None and name == "agency":
+        routing_errors, routing_places = routing_tables(clf, texts, given, predicted, score < threshold)
     return TargetReport(
+        routing_errors=routing_errors, routing_places=routing_places,
         target=name, column=column, metrics=metrics, labels=labels, confusion=counts, per_class=per_class,
         pairs=pairs, calibration=reliability_table(score, correct), review=review_table(score, correct, threshold),
         operating_points=operating_points(score, correct),
@@ -681,6 +691,64 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         unseen_labels=unseen_labels, predictions=predictions,
         threshold=threshold, notes=notes,
     )
+
+
+ROUTING_CAUSES = {
+    "place": "right function, wrong county",
+    "town": "right county and function, wrong town or street office",
+    "function": "right place, wrong function (department)",
+    "place and function": "wrong county and wrong function",
+    "outside the directory": "the given or the predicted agency is not in the routing directory",
+}
+PLACE_SOURCES = {
+    "gazetteer": "named in the text",
+    "hint": "from the request's place hint",
+    "model": "guessed by the county model",
+    "none": "not decided (flat agency model)",
+}
+
+
+def routing_tables(clf: Any, texts: list[str], given: np.ndarray, predicted: np.ndarray,
+                   flagged: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For a routing model's agency: each wrong agency's cause (by comparing the given and the predicted
+    agency's county, town and function in the directory), and accuracy by where the place came from."""
+    directory = clf.directory_
+    details = clf.predict_details(texts, top_k=1, targets=["agency"])
+    sources = []
+    for d in details:
+        place = d["routing"]["place"]
+        sources.append(place["source"] if place.get("county") else "none")
+    causes = []
+    for g, p in zip(given, predicted):
+        a, b = directory.agencies.get(str(g)), directory.agencies.get(str(p))
+        if g == p:
+            causes.append(None)
+        elif a is None or b is None:
+            causes.append("outside the directory")
+        elif a.county != b.county:
+            causes.append("place" if a.function == b.function else "place and function")
+        elif a.function != b.function:
+            causes.append("function")
+        else:
+            causes.append("town")
+    wrong = np.array([c is not None for c in causes], dtype=bool)
+    n_wrong = int(wrong.sum())
+    error_rows = []
+    for cause, meaning in ROUTING_CAUSES.items():
+        m = np.array([c == cause for c in causes], dtype=bool)
+        error_rows.append({"cause": cause, "meaning": meaning, "errors": int(m.sum()),
+                           "share_of_errors": float(m.sum() / n_wrong) if n_wrong else 0.0,
+                           "flagged_for_review": float(flagged[m].mean()) if m.any() else None})
+    place_rows = []
+    src = np.asarray(sources, dtype=object)
+    for source, meaning in PLACE_SOURCES.items():
+        m = src == source
+        place_rows.append({"place": source, "meaning": meaning, "cases": int(m.sum()),
+                           "accuracy": float((~wrong[m]).mean()) if m.any() else None,
+                           "flagged_for_review": float(flagged[m].mean()) if m.any() else None,
+                           "accuracy_not_flagged": float((~wrong[m & ~flagged]).mean()) if (m & ~flagged).any()
+                           else None})
+    return pd.DataFrame(error_rows), pd.DataFrame(place_rows)
 
 
 def _examples(predictions: pd.DataFrame, texts: list[str], n: int) -> dict[tuple[str, str], list[dict[str, Any]]]:

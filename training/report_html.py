@@ -241,6 +241,15 @@ def _target_section(report: Report, t: TargetReport) -> str:
                 else "<p>No case whose given label the model confidently disputes.</p>")
     misrouted = (table_html(t.misrouted, limit=SHOWN_CASES) if len(t.misrouted)
                  else "<p>No wrong predictions.</p>")
+    routing = ""
+    if t.routing_errors is not None and t.routing_places is not None:
+        routing = f"""<h3>Routing: where the place came from</h3>
+<p class="meta">flagged_for_review: the agency's score is under the review threshold.</p>
+{table_html(t.routing_places, digits=3)}
+<h3>Routing: why agencies were missed</h3>
+<p class="meta">Each wrong agency against the right one in the routing directory: a wrong county points at
+place names (the gazetteer, missing aliases), a wrong function at the text model (retrain, more cases).</p>
+{table_html(t.routing_errors, digits=3)}"""
     return f"""
 <section id="target-{_e(name)}">
 <h2>{_e(name)} <span class="meta">(column {_e(t.column)})</span></h2>
@@ -265,6 +274,7 @@ def _target_section(report: Report, t: TargetReport) -> str:
 <p class="meta">Per threshold: the share of cases the service would route without review, how many of those
 are right, and the share left for dispatchers (set per target with HOTLINE_THRESHOLDS).</p>
 {table_html(t.operating_points, digits=3)}
+{routing}
 <h3>Cases to re-check: misrouted (most confident errors first)</h3>
 {misrouted}
 <h3>Cases to re-check: given label confidently disputed (out-of-fold)</h3>

@@ -519,7 +519,7 @@ class ComplaintClassifier(BaseEstimator):
         texts = check_texts(texts, self.max_text_length)
         if check_places(places, len(texts)) is not None:
             raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
-                                      "`hotline train --directory`); this model has none")
+                                 "`hotline train --directory`); this model has none")
         if len(texts) == 1:
             idx, val = self.vectorizer_.transform_one(texts[0])
             probas = {t: self.heads_[t].proba_one(idx, val)[None, :] for t in names}

@@ -211,6 +211,12 @@ def test_model_card_and_notebook_view(report, saved):
     for heading in ("## Training data", "## Metrics", "## Intended use", "## Limitations", "## Known confusions"):
         assert heading in card
     assert "- agency routing: place + function through a jurisdiction directory (" in card  # the demo is routed
+    summary = report.manifest["data"]["directory"]
+    assert (f"- category and function decided together over the {summary['category_function_pairs']} "
+            "category-function pairs seen in training") in card
+    calibration = summary["county_calibration"]
+    assert (f"calibrated on the {calibration['unnamed_cases']} training cases that name none: temperature "
+            f"{calibration['temperature']}") in card
     top = report.targets["category"].pairs.iloc[0]
     assert f"{top['true']} → {top['predicted']}: {top['count']} case(s)" in card
     fragment = report._repr_html_()

@@ -373,6 +373,15 @@ def render_model_card(report: Report) -> str:
     if isinstance(directory, dict):
         facts = ", ".join(f"{k} {v}" for k, v in directory.items() if isinstance(v, (int, str)) and k != "source")
         lines.append(f"- agency routing: place + function through a jurisdiction directory ({facts})")
+        if directory.get("category_function_pairs"):
+            lines.append(f"- category and function decided together over the {directory['category_function_pairs']} "
+                         "category-function pairs seen in training")
+        calibration = directory.get("county_calibration")
+        if isinstance(calibration, dict):
+            lines.append(f"- county model (for texts that name no place) calibrated on the "
+                         f"{calibration.get('unnamed_cases')} training cases that name none: temperature "
+                         f"{calibration.get('temperature')}, out-of-fold accuracy "
+                         f"{calibration.get('out_of_fold_accuracy')}")
     versions = m.get("versions") or {}
     if versions:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -408,7 +417,9 @@ def render_model_card(report: Report) -> str:
               "- Agencies with one or two training cases are rarely predicted; routing by jurisdiction (place "
               "names) matters more for them than the text model.",
               "- Trained on one city's or region's wording; other regions' place names and dialect are unseen.",
-              "- Scores are calibrated on the training data; check the reliability table on new data.", "",
+              "- Scores are calibrated on the training data; check the reliability table on new data.",
+              "- With routing, a complaint that names no county or town gets its county from a guess; such cases "
+              "are mostly flagged for review (send the caller's district as a place hint where it is known).", "",
               "## Known confusions (this report)", ""]
     for target, t in report.targets.items():
         pairs = t.pairs.head(5)

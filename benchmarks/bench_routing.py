@@ -6,8 +6,9 @@
    held-out counties.  Agency accuracy is also split by whether the case's agency was in the training labels.
 2. Qingdao 12345 work orders (no directory): ``RoutedClassifier(directory=None)`` must equal
    ``ComplaintClassifier`` (agency accuracy on the test split).  Skipped when ../shared is absent.
-3. The written held-out cases (``data/ningxia/heldout.csv``, never trained on): the demo model trained on the
-   whole corpus, with category and function decided together (shipped) and each head alone.
+3. The written evaluation cases (``data/ningxia/heldout.csv`` and ``dev.csv``, never trained on): the demo
+   model trained on the whole corpus, with category and function decided together (shipped) and each head
+   alone.
 4. Latency of one complaint through ``predict_details``: flat model vs router (median of many calls).
 
     .venv/bin/python benchmarks/bench_routing.py [--draws 3] [--skip-qingdao] [--json out.json]
@@ -35,7 +36,7 @@ from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
 from classifier.routing import RoutedClassifier  # noqa: E402
 from training.data import read_table  # noqa: E402
-from training.demo import DEMO_CORPUS, DEMO_HELDOUT, demo_config, demo_directory  # noqa: E402
+from training.demo import DEMO_CORPUS, DEMO_DEV, DEMO_HELDOUT, demo_config, demo_directory  # noqa: E402
 
 QINGDAO = ROOT.parent / "shared" / "data" / "qingdao12345" / "work_orders.csv"
 
@@ -139,34 +140,37 @@ def _pooled(groups: list[dict], key: str) -> float | None:
 
 
 def written_heldout() -> dict:
-    """The demo model (whole corpus) on the written held-out cases: shipped, and with the category head
-    deciding alone (no pair weights)."""
+    """The demo model (whole corpus) on the written evaluation files (``dev.csv``: looked at while the corpus
+    grew; ``heldout.csv``: never), shipped and with the category head deciding alone (no pair weights)."""
     directory = demo_directory()
-    data = read_table(DEMO_HELDOUT)
-    texts, cats, agencies = data["text"].tolist(), data["category"].to_numpy(), data["agency"].to_numpy()
     corpus = read_table(DEMO_CORPUS)
     model = RoutedClassifier(demo_config(test_size=0.0), directory=directory).fit(
         corpus["text"].tolist(), {"category": corpus["category"].tolist(), "agency": corpus["agency"].tolist()})
     alone = copy.copy(model)
     alone.pair_weights_ = None
-    named = np.array([model.resolve_place(t).county is not None for t in texts])
-    out: dict = {"n": len(texts), "named": int(named.sum()), "corpus_rows": len(corpus), "variants": {}}
-    for name, m in (("category and function together (shipped)", model), ("each head alone", alone)):
-        details = m.predict_details(texts)
-        cat_ok = np.array([d["category"]["label"] for d in details]) == cats
-        ag_ok = np.array([d["agency"]["label"] for d in details]) == agencies
-        review = np.array([d["needs_review"] for d in details])
-        pairs = [(d["category"]["label"], directory.function_of(d["agency"]["label"])) for d in details]
-        seen = {(c, directory.function_of(a)) for c, a in zip(corpus["category"], corpus["agency"])}
-        out["variants"][name] = {
-            "category": float(cat_ok.mean()),
-            "agency": float(ag_ok.mean()),
-            "agency_named": float(ag_ok[named].mean()),
-            "agency_unnamed": float(ag_ok[~named].mean()),
-            "review": float(review.mean()),
-            "agency_unflagged": float(ag_ok[~review].mean()),
-            "pairs_seen": float(np.mean([p in seen for p in pairs])),
-        }
+    seen = {(c, directory.function_of(a)) for c, a in zip(corpus["category"], corpus["agency"])}
+    out: dict = {"corpus_rows": len(corpus), "files": {}}
+    for path in (DEMO_HELDOUT, DEMO_DEV):
+        data = read_table(path)
+        texts, cats, agencies = data["text"].tolist(), data["category"].to_numpy(), data["agency"].to_numpy()
+        named = np.array([model.resolve_place(t).county is not None for t in texts])
+        result: dict = {"n": len(texts), "named": int(named.sum()), "variants": {}}
+        for name, m in (("category and function together (shipped)", model), ("each head alone", alone)):
+            details = m.predict_details(texts)
+            cat_ok = np.array([d["category"]["label"] for d in details]) == cats
+            ag_ok = np.array([d["agency"]["label"] for d in details]) == agencies
+            review = np.array([d["needs_review"] for d in details])
+            pairs = [(d["category"]["label"], directory.function_of(d["agency"]["label"])) for d in details]
+            result["variants"][name] = {
+                "category": float(cat_ok.mean()),
+                "agency": float(ag_ok.mean()),
+                "agency_named": float(ag_ok[named].mean()),
+                "agency_unnamed": float(ag_ok[~named].mean()),
+                "review": float(review.mean()),
+                "agency_unflagged": float(ag_ok[~review].mean()),
+                "pairs_seen": float(np.mean([p in seen for p in pairs])),
+            }
+        out["files"][path.name] = result
     return out
 
 
@@ -255,16 +259,17 @@ def markdown(res: dict) -> str:
                      f"{_pct(s['agency_unseen_flat'])} | {_pct(s['agency_unseen_combined'])} |")
     w = res.get("heldout")
     if w:
-        lines += ["", f"Written held-out cases (`data/ningxia/heldout.csv`, {w['n']} cases, {w['named']} name their "
-                      f"place; the model trained on all {w['corpus_rows']} corpus cases):", "",
-                  "| decision | category acc | agency acc | agency acc, place named | agency acc, not named | "
-                  "flagged needs_review | agency acc, not flagged | category and agency's function a pair seen in "
-                  "training |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for name, v in w["variants"].items():
-            lines.append(f"| {name} | {v['category']:.3f} | {v['agency']:.3f} | {v['agency_named']:.3f} | "
-                         f"{v['agency_unnamed']:.3f} | {v['review']:.3f} | {v['agency_unflagged']:.3f} | "
-                         f"{v['pairs_seen']:.3f} |")
+        lines += ["", f"Written evaluation cases (the model trained on all {w['corpus_rows']} corpus cases; "
+                      "`heldout.csv` was never looked at while building the corpus, `dev.csv` was):", "",
+                  "| file | decision | cases (place named) | category acc | agency acc | agency acc, place named | "
+                  "agency acc, not named | flagged needs_review | agency acc, not flagged | category and agency's "
+                  "function a pair seen in training |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for file, r in w["files"].items():
+            for name, v in r["variants"].items():
+                lines.append(f"| {file} | {name} | {r['n']} ({r['named']}) | {v['category']:.3f} | {v['agency']:.3f} | "
+                             f"{v['agency_named']:.3f} | {v['agency_unnamed']:.3f} | {v['review']:.3f} | "
+                             f"{v['agency_unflagged']:.3f} | {v['pairs_seen']:.3f} |")
     q = res.get("qingdao")
     if q:
         lines += ["", f"Qingdao 12345 (no directory; agency, train {q['train_rows']} / test {q['test_rows']}): "

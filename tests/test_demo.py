@@ -11,6 +11,7 @@ from training.cli import main
 from training.data import read_table
 from training.demo import (
     DEMO_CORPUS,
+    DEMO_DEV,
     DEMO_DIR,
     DEMO_HELDOUT,
     SAMPLE_COMPLAINTS,
@@ -107,17 +108,18 @@ def test_demo_files_and_config():
 
 
 def test_demo_model_on_the_written_held_out_cases(demo_model):
-    # 400 cases written apart from the corpus, in other styles; a floor under the demo's quality on new wording
-    # (BENCHMARKS.md, routing: 0.960 category, 0.956 agency where the place is named)
-    held, corpus = read_table(DEMO_HELDOUT), read_table(DEMO_CORPUS)
-    assert len(held) == 400 and not set(held["text"]) & set(corpus["text"])
+    # 300 cases written apart from the corpus, in other styles; a floor under the demo's quality on new wording
+    # (BENCHMARKS.md, routing: 0.957 category, 0.967 agency where the place is named)
+    held, corpus, dev = read_table(DEMO_HELDOUT), read_table(DEMO_CORPUS), read_table(DEMO_DEV)
+    assert len(held) == 300 and not set(held["text"]) & set(corpus["text"])
+    assert len(dev) == 400 and not set(dev["text"]) & (set(corpus["text"]) | set(held["text"]))
     assert not set(held["text"]) & set(SAMPLE_COMPLAINTS) and not set(corpus["text"]) & set(SAMPLE_COMPLAINTS)
     details = demo_model.predict_details(held["text"].tolist())
     category = [d["category"]["label"] for d in details] == held["category"]
     agency = [d["agency"]["label"] for d in details] == held["agency"]
     named = [d["routing"]["place"]["source"] == "gazetteer" for d in details]
     assert category.mean() >= 0.93
-    assert agency[named].mean() >= 0.92
+    assert agency[named].mean() >= 0.94
     # the category and the agency's function are a pair seen in training (decided together)
     directory = demo_directory()
     seen = {(c, directory.function_of(a)) for c, a in zip(corpus["category"], corpus["agency"])}
@@ -136,5 +138,5 @@ def test_a_county_guessed_from_the_topic_alone_asks_for_review(demo_model):
     held = read_table(DEMO_HELDOUT)
     details = demo_model.predict_details(held["text"].tolist())
     guessed = [d for d in details if d["routing"]["place"]["source"] == "model"]
-    assert len(guessed) >= 30
-    assert sum(d["needs_review"] for d in guessed) >= 0.9 * len(guessed)
+    assert len(guessed) >= 25
+    assert sum(d["needs_review"] for d in guessed) >= 0.8 * len(guessed)

@@ -790,10 +790,11 @@ class _Refused(HTTPException):
 def _predict(current: LoadedModel, texts: list[str], places: list[str | None], top_k: int,
              targets: list[str] | None, explain: bool) -> list[dict[str, Any]]:
     """The model's results as response dicts; a bad request (unknown target, ...) becomes a 422."""
+    # ``places`` only when a request has one: a model (or wrapper) written before place hints keeps working
+    hints = {"places": places} if any(p is not None for p in places) else {}
     try:
         raw = current.model.predict_details(texts, top_k=top_k, targets=targets, explain=explain,
-                                            thresholds=current.thresholds,
-                                            places=places if any(p is not None for p in places) else None)
+                                            thresholds=current.thresholds, **hints)
     except UnknownTargetError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     except PlaceHintError as exc:

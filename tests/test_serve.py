@@ -772,3 +772,17 @@ def test_place_hints_to_a_model_without_routing_are_refused_clearly(store):
         assert batch["results"][1]["prediction"]["targets"]["category"]["label"] == "交通秩序"
         too_long = c.post("/predict", json={"text": TRAFFIC, "place": "县" * 201})
         assert too_long.status_code == 422 and too_long.json()["detail"].startswith("place:")
+
+
+def test_a_model_without_place_hints_in_its_api_still_serves():
+    # a model or wrapper written before place hints (its predict_details has no `places`): requests without a
+    # place are answered as before (the bench's zero-cost model is such a model)
+    from benchmarks.serve_null_model import NullModel
+
+    loaded = LoadedModel(version="null", model=NullModel(), manifest={}, thresholds={"category": 0.5, "agency": 0.5},
+                         max_text_length=10_000)
+    with TestClient(create_app(ServiceSettings(), loaded=loaded)) as c:
+        r = c.post("/predict", json={"text": TRAFFIC})
+        batch = c.post("/predict/batch", json={"items": [{"id": "a", "text": TRAFFIC}]})
+    assert r.status_code == 200 and r.json()["targets"]["category"]["label"] == "甲"
+    assert batch.status_code == 200 and batch.json()["failed"] == 0

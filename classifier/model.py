@@ -488,10 +488,16 @@ class ComplaintClassifier(BaseEstimator):
         check_is_fitted(self, "vectorizer_")
         return self.vectorizer_.transform(check_texts(texts, self.max_text_length))
 
-    def predict_proba(self, texts: Sequence[str], target: str) -> np.ndarray:
-        """Calibrated probabilities, shape (n_texts, n_classes), columns in ``classes(target)`` order."""
+    def predict_proba(self, texts: Sequence[str], target: str,
+                      places: Sequence[str | None] | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (n_texts, n_classes), columns in ``classes(target)`` order.
+        ``places`` need a routing model (see ``predict_details``)."""
         head = self._head(target)
-        return head.predict_proba(self.transform(texts))
+        X = self.transform(texts)
+        if check_places(places, X.shape[0]) is not None:
+            raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
+                                 "`hotline train --directory`); this model has none")
+        return head.predict_proba(X)
 
     def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:
         """The top label per target for each text: ``{"category": [...], "agency": [...]}``."""

@@ -265,17 +265,23 @@ class RoutedClassifier(ComplaintClassifier):
         return self.resolver_.resolve(check_texts([text], self.max_text_length)[0])
 
     # -- prediction -------------------------------------------------------------------------------------
-    def predict_proba(self, texts: Sequence[str], target: str) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], target: str,
+                      places: Sequence[str | None] | None = None) -> np.ndarray:
         """As ``ComplaintClassifier.predict_proba``; for "agency" the routed probabilities over
-        ``classes("agency")``, for "category" those decided together with the function."""
+        ``classes("agency")`` (with the ``places`` hints of ``predict_details``), for "category" those decided
+        together with the function."""
         if not self._routed() or target not in self._joint_targets():
-            return super().predict_proba(texts, target)
+            if self._routed():  # a head the place does not change: check the hints, then leave them out
+                check_places(places, len(check_texts(texts, self.max_text_length)))
+                places = None
+            return super().predict_proba(texts, target, places=places)
         texts = check_texts(texts, self.max_text_length)
+        hints = check_places(places, len(texts))
         X = self.vectorizer_.transform(texts)
         pc, pf = self._joint(X)
         if target == CATEGORY and pc is not None:
             return pc
-        P, _ = self._route(texts, X, pf)
+        P, _ = self._route(texts, X, pf, hints)
         return P
 
     def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:

@@ -342,6 +342,19 @@ def test_cli_writes_the_report(demo_store, noisy, tmp_path, capsys):
         assert (out / name).exists()
 
 
+def test_cli_report_takes_a_place_column(demo_store, tmp_path, capsys):
+    data = tmp_path / "with_district.csv"
+    pd.DataFrame({"text": ["出租车司机拒载，还绕路多收钱", "路灯坏了一个月没人修"],
+                  "category": ["公共交通", "道路设施"], "agency": ["隆德县交通运输局", "泾源县住建局"],
+                  "区县": ["隆德县", "泾源县"]}).to_csv(data, index=False)
+    out = tmp_path / "out"
+    assert main(["report", "--data", str(data), "--category", "category", "--agency", "agency", "--place", "区县",
+                 "--folds", "0", "--out", str(out), "--store", str(demo_store.path)]) == 0
+    places = pd.read_csv(out / "tables" / "agency_routing_places.csv", encoding="utf-8-sig").set_index("place")
+    assert places.loc["hint", "cases"] == 2 and places.loc["hint", "accuracy"] == 1.0
+    assert json.loads((out / "report.json").read_text("utf-8"))["data"]["place_column"] == "区县"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--category", "一级标签"], "column(s) ['一级标签'] not in the data"),
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
@@ -402,3 +415,26 @@ def test_a_routing_models_agency_errors_are_split_by_cause_and_place(demo_model,
     plain = evaluate(tiny_model, held.head(60), targets=TARGETS, oof_folds=0)
     assert plain.targets["agency"].routing_errors is None
     assert "Routing: why agencies were missed" not in plain.to_html()
+
+
+def test_a_place_column_is_passed_to_a_routing_model_as_hints(demo_model, tiny_model, tmp_path, capsys):
+    from training.demo import DEMO_HELDOUT
+
+    held = pd.read_csv(DEMO_HELDOUT)
+    agencies = demo_model.directory_.agencies
+    unnamed = [demo_model.resolve_place(t).county is None for t in held["text"]]
+    # the export's district field, filled where the text names no place (as a web form would)
+    held["district"] = [agencies[a].county if u else None for a, u in zip(held["agency"], unnamed)]
+    plain = evaluate(demo_model, held, targets=TARGETS, oof_folds=0)
+    hinted = evaluate(demo_model, held, targets=TARGETS, oof_folds=0, place_column="district")
+    places = hinted.targets["agency"].routing_places.set_index("place")
+    assert places.loc["hint", "cases"] == sum(unnamed) >= 25
+    assert places.loc["hint", "accuracy"] >= 0.8
+    assert places.loc["model", "cases"] == 0
+    assert hinted.targets["agency"].metrics["accuracy"] > plain.targets["agency"].metrics["accuracy"] + 0.05
+    assert hinted.targets["category"].metrics == plain.targets["category"].metrics  # the place changes no category
+    assert hinted.data["place_column"] == "district"
+    with pytest.raises(EvaluationDataError, match="place hints \\(column 'district'\\) need a routing model"):
+        evaluate(tiny_model, held, targets=TARGETS, oof_folds=0, place_column="district")
+    with pytest.raises(MissingColumnError, match="column\\(s\\) \\['區'\\] not in the data"):
+        evaluate(demo_model, held, targets=TARGETS, oof_folds=0, place_column="區")

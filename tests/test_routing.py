@@ -359,3 +359,19 @@ def test_bad_place_hints_get_clear_errors(routed, tiny_model):
     # the category alone does not depend on the place
     only = routed.predict_details(["出租车拒载"], targets=["category"], places=["隆德县"])
     assert only == routed.predict_details(["出租车拒载"], targets=["category"])
+
+
+def test_predict_proba_takes_the_same_place_hints(routed, tiny_model):
+    from classifier.errors import PlaceHintError
+
+    texts = ["出租车拒载，还骂乘客"]
+    P = routed.predict_proba(texts, "agency", places=["隆德县"])
+    result = routed.predict_details(texts, places=["隆德县"])[0]
+    assert routed.classes("agency")[int(P[0].argmax())] == result["agency"]["label"] == "隆德县交通运输局"
+    assert P[0].max() == pytest.approx(result["agency"]["score"], abs=1e-6)
+    np.testing.assert_array_equal(routed.predict_proba(texts, "category", places=["隆德县"]),
+                                  routed.predict_proba(texts, "category"))
+    with pytest.raises(PlaceHintError, match="place hints need a routing model"):
+        tiny_model.predict_proba(texts, "agency", places=["隆德县"])
+    with pytest.raises(PlaceHintError, match="2 place hints for 1 texts"):
+        routed.predict_proba(texts, "agency", places=["隆德县", None])

@@ -451,6 +451,7 @@ class _Rows:
     labels: dict[str, list[str | None]]
     summary: dict[str, Any]
     ids: dict[int, str] | None = None  # spreadsheet row -> the case's id (``id_column``)
+    places: list[str | None] | None = None  # each row's place hint (``place_column``)
 
     def with_ids(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` (with a ``row`` column) plus an ``id`` column after it, when the data has an id column."""
@@ -462,16 +463,17 @@ class _Rows:
 
 
 def _prepare(df: pd.DataFrame, text: str, targets: Mapping[str, str], max_length: int,
-             id_column: str | None = None) -> _Rows:
+             id_column: str | None = None, place_column: str | None = None) -> _Rows:
     if not isinstance(df, pd.DataFrame):
         raise EvaluationDataError(f"expected a pandas DataFrame (or a data file path), got {type(df).__name__}")
     if df.shape[0] == 0:
         raise EvaluationDataError("the data has no rows; give a file with labeled cases")
-    missing = [c for c in [text, *targets.values(), *([id_column] if id_column else [])] if c not in df.columns]
+    extra = [c for c in (id_column, place_column) if c]
+    missing = [c for c in [text, *targets.values(), *extra] if c not in df.columns]
     if missing:
         raise MissingColumnError(
             f"column(s) {missing} not in the data; its columns are {list(df.columns)}. "
-            "Name the right ones with --text / --category / --agency"
+            "Name the right ones with --text / --category / --agency / --id / --place"
         )
     raw = df[text].tolist()
     texts, rows, keep = [], [], []
@@ -499,7 +501,12 @@ def _prepare(df: pd.DataFrame, text: str, targets: Mapping[str, str], max_length
     if id_column:
         values = df[id_column].tolist()
         ids = {r: ("" if _label(values[r - 2]) is None else str(values[r - 2]).strip()) for r in rows}
-    return _Rows(texts, np.asarray(rows), labels, summary, ids)
+    places = None
+    if place_column:
+        values = df[place_column].tolist()
+        places = [_label(values[i]) for i in keep]
+        summary["place_column"] = place_column
+    return _Rows(texts, np.asarray(rows), labels, summary, ids, places)
 
 
 def _label(v: Any) -> str | None:
@@ -557,6 +564,7 @@ def evaluate(
     seed: int = 0,
     encoding: str | None = None,
     id_column: str | None = None,
+    place_column: str | None = None,
 ) -> Report:
     """Measure ``model`` on labeled ``data`` and return a ``Report`` (nothing is written or printed).
 
@@ -565,7 +573,8 @@ def evaluate(
     columns of the data).  ``threshold``: the review threshold (default: the model's, 0.5).  ``oof_folds``:
     folds for the disputed-labels check (0: skip it).  ``top_n``: heatmap size.  ``max_cases``: rows kept
     in the misrouted / disputed / flipped tables (most certain first).  ``id_column``: a case id column
-    (e.g. the work-order number) copied into the case tables next to the spreadsheet row.
+    (e.g. the work-order number) copied into the case tables next to the spreadsheet row.  ``place_column``:
+    a column of place hints (the export's district field) passed to a routing model as the service would.
     """
     from .data import read_table
 
@@ -579,7 +588,10 @@ def evaluate(
     if not isinstance(data, pd.DataFrame):
         raise EvaluationDataError(f"expected a pandas DataFrame or a data file path, got {type(data).__name__}")
     chosen, skipped = _resolve_targets(clf, data, targets)
-    prepared = _prepare(data, text, chosen, clf.max_text_length, id_column)
+    if place_column and not _routes(clf):
+        raise EvaluationDataError(f"place hints (column {place_column!r}) need a routing model; this model "
+                                  "has no routing directory")
+    prepared = _prepare(data, text, chosen, clf.max_text_length, id_column, place_column)
     # features once, for the out-of-fold refits; predictions go through the model's own predict_proba
     X = clf.transform(prepared.texts) if oof_folds >= 2 else None
     reports: dict[str, TargetReport] = {}
@@ -635,8 +647,9 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
             "a confusion report needs cases of at least 2 classes"
         )
     texts = [prepared.texts[i] for i in pos]
+    places = _places(clf, prepared, pos)
     classes = np.asarray(clf.classes(name), dtype=object)
-    proba = clf.predict_proba(texts, name)
+    proba = clf.predict_proba(texts, name, **places)
     metrics = classification_metrics(given.tolist(), proba, classes.tolist())
     top = np.argmax(proba, axis=1)
     predicted = classes[top]
@@ -680,8 +693,9 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         disputed.insert(0, "row", rows[at])
         disputed.insert(1, "text", [_example_text(texts[int(k)]) for k in at])
     routing_errors = routing_places = None
-    if getattr(clf, "directory_", None) is not None and name == "agency":
-        routing_errors, routing_places = routing_tables(clf, texts, given, predicted, score < threshold)
+    if _routes(clf) and name == "agency":
+        routing_errors, routing_places = routing_tables(clf, texts, given, predicted, score < threshold,
+                                                        places.get("places"))
     return TargetReport(
         routing_errors=routing_errors, routing_places=routing_places,
         target=name, column=column, metrics=metrics, labels=labels, confusion=counts, per_class=per_class,
@@ -708,12 +722,24 @@ PLACE_SOURCES = {
 }
 
 
+def _routes(clf: Any) -> bool:
+    return getattr(clf, "directory_", None) is not None
+
+
+def _places(clf: Any, prepared: _Rows, pos: np.ndarray) -> dict[str, Any]:
+    """The ``places`` keyword for ``clf``'s predictions of the rows at ``pos``: empty unless the data has a
+    place column and the model routes (a compared model without routing is measured without hints)."""
+    if prepared.places is None or not _routes(clf):
+        return {}
+    return {"places": [prepared.places[int(i)] for i in pos]}
+
+
 def routing_tables(clf: Any, texts: list[str], given: np.ndarray, predicted: np.ndarray,
-                   flagged: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   flagged: np.ndarray, places: list[str | None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For a routing model's agency: each wrong agency's cause (by comparing the given and the predicted
     agency's county, town and function in the directory), and accuracy by where the place came from."""
     directory = clf.directory_
-    details = clf.predict_details(texts, top_k=1, targets=["agency"])
+    details = clf.predict_details(texts, top_k=1, targets=["agency"], places=places)
     sources = []
     for d in details:
         place = d["routing"]["place"]
@@ -823,7 +849,7 @@ def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
     pos = this.predictions["position"].to_numpy()
     given = this.predictions["given"].to_numpy()
     classes = other.classes(name)
-    proba = other.predict_proba([prepared.texts[int(i)] for i in pos], name)
+    proba = other.predict_proba([prepared.texts[int(i)] for i in pos], name, **_places(other, prepared, pos))
     m_other = classification_metrics(given.tolist(), proba, classes)
     pred_other = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
     metrics = pd.DataFrame([{"metric": k, "this": this.metrics[k], "other": m_other[k],
@@ -871,6 +897,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
     p.add_argument("--id", dest="id_column", metavar="COLUMN",
                    help="case id column (e.g. the work-order number) to copy into the case tables")
+    p.add_argument("--place", dest="place_column", metavar="COLUMN",
+                   help="column of place hints (the export's district field) for a routing model, as the service "
+                        "takes them")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
     p.add_argument("--threshold", type=float, help="review threshold (default: the model's, 0.5)")
     p.add_argument("--folds", type=int, default=3, help="folds for the disputed-labels check (0: skip)")
@@ -899,7 +928,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     other = store.load(store.resolve(args.compare)) if args.compare else None
     report = evaluate(stored, args.data, text=args.text, targets=targets, compare=other, threshold=args.threshold,
                       oof_folds=args.folds, top_n=args.top_n, encoding=args.encoding,
-                      id_column=args.id_column)
+                      id_column=args.id_column, place_column=args.place_column)
     written = report.save(args.out)
     summary = {name: {k: round(t.metrics[k], 4) for k in _HEADLINE} for name, t in report.targets.items()}
     if args.json:

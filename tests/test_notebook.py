@@ -52,6 +52,7 @@ def test_retrain_notebook_runs_on_the_demo_data(demo_store, tmp_path, monkeypatc
     held = (rows + 4) // 5  # every fifth case, from the first
     assert f"{rows} rows: {rows - held} to train on, {held} held back for evaluation" in out
     assert "Validation report" in out and f"rows read: {rows - held}" in out
+    assert "agency routing: 575 agencies in the directory" in out  # the demo export is routed, as in service
     assert f"current version: {before}" in out
     candidate = re.search(r"candidate version: (\S+) \(saved, not current\)", out).group(1)
     store = ModelStore(store_dir)
@@ -62,6 +63,7 @@ def test_retrain_notebook_runs_on_the_demo_data(demo_store, tmp_path, monkeypatc
     assert len(html) == 1
     assert html[0].startswith('<div class="hr-report">') and f"Confusion report: model {candidate}" in html[0]
     assert html[0].count("<svg") == 6 and f"compared with version {before}" in html[0]
+    assert "Routing: why agencies were missed" in html[0]
 
     assert (report_dir / "report.html").exists() and (report_dir / "tables" / "agency_misrouted.csv").exists()
     assert re.search(r"category: \d+ misrouted, \d+ disputed labels to re-check", out)

@@ -135,6 +135,15 @@ def test_train_with_a_routing_directory_routes_agencies(export, tmp_path, capsys
                           "--min-class-count", "1", "--directory", str(DEMO_DIR), "--store", str(tmp_path),
                           "--json"], capsys)
     assert code == 0, err
+    routing = json.loads(out)["routing"]
+    assert routing["agencies"] == 575 and routing["agencies_not_in_directory"] == 0
+    assert routing["category_function_pairs"] >= 2
+    code, out, _ = run(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--agency", "承办单位",
+                        "--min-class-count", "1", "--directory", str(DEMO_DIR), "--store", str(tmp_path), "--quiet"],
+                       capsys)
+    assert code == 0
+    assert (f"routing: 575 agencies in the directory, {routing['function_cases']} cases taught the function; "
+            f"category and function decided together ({routing['category_function_pairs']} pairs)") in out
     code, out, _ = run(["predict", "--json", "--store", str(tmp_path), "大武口区朝阳西街的路灯坏了好几天"], capsys)
     result = json.loads(out)
     assert result["routing"]["path"] == "directory"
@@ -177,3 +186,15 @@ def test_cli_json_equals_the_service_response_for_the_routing_demo_model(demo_st
     assert from_service == from_cli
     assert from_cli["routing"]["place"]["town"] == "李旺镇"
     assert from_cli["targets"]["agency"]["label"] == "海原县李旺镇政府"
+
+
+def test_the_routing_line_says_how_county_guesses_were_calibrated():
+    from training.cli import _routing_line
+
+    line = _routing_line({"agencies": 575, "function_cases": 2531, "agencies_not_in_directory": 2,
+                          "category_function_pairs": 30,
+                          "county_calibration": {"unnamed_cases": 431, "temperature": 2.07,
+                                                 "out_of_fold_accuracy": 0.1555}})
+    assert line == ("routing: 575 agencies in the directory, 2531 cases taught the function; 2 training agencies "
+                    "not in the directory; category and function decided together (30 pairs); county guesses "
+                    "calibrated on 431 cases that name no place (right 16% of the time)")

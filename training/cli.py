@@ -129,18 +129,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     current = store.current() == version
     heads = {name: head.describe() for name, head in model.heads_.items()}
     if args.json:
+        routing = getattr(model, "routing_summary_", None)
         _print_json({"version": version, "current": current, "store": str(store.path),
-                     "metrics": _headline(model.metrics), "heads": heads})
+                     "metrics": _headline(model.metrics), "heads": heads,
+                     **({"routing": routing} if routing else {})})
     else:
         for target, m in _headline(model.metrics).items():
             print(f"{target}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
         for name, head in heads.items():
             how = (", ".join(f"{k} {w:.3g}" for k, w in head["fusion_weights"].items()) if head["kind"] == "fused"
                    else f"temperature {head['temperature']:.3g}")
+            if head["kind"] == "fused" and head["temperature"] != 1.0:  # recalibrated (the routing county head)
+                how += f"; temperature {head['temperature']:.3g}"
             print(f"head {name}: {head['kind']} ({how}), {head['classes']} classes")
+        routing = getattr(model, "routing_summary_", None)
+        if routing:
+            print(_routing_line(routing))
         state = "current" if current else "not current: compare it, then `hotline models promote " + version + "`"
         print(f"saved model version {version} in {store.path} ({state})")
     return 0
+
+
+def _routing_line(summary: dict[str, Any]) -> str:
+    """What a routing model was trained with, from its ``routing_summary_``."""
+    parts = [f"routing: {summary.get('agencies')} agencies in the directory, "
+             f"{summary.get('function_cases')} cases taught the function"]
+    if summary.get("agencies_not_in_directory"):
+        parts.append(f"{summary['agencies_not_in_directory']} training agencies not in the directory")
+    if summary.get("category_function_pairs"):
+        parts.append(f"category and function decided together ({summary['category_function_pairs']} pairs)")
+    calibration = summary.get("county_calibration")
+    if calibration:
+        parts.append(f"county guesses calibrated on {calibration['unnamed_cases']} cases that name no place "
+                     f"(right {calibration['out_of_fold_accuracy']:.0%} of the time)")
+    return "; ".join(parts)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -306,7 +306,8 @@ class RoutedClassifier(ComplaintClassifier):
         ``places``: one hint per text (None or "" for none) of where the case is, as the caller knows it (the
         web form's district, the county whose hotline line was called).  It is used only when the text itself
         names no county or town: then it decides the place (``place.source`` "hint") and settles a town name
-        found in two counties.  A hint that names no known place is reported in ``reason``."""
+        found in two counties; a hint naming only a city (a city-wide hotline) keeps the county model's guess
+        among that city's counties.  A hint that names no known place is reported in ``reason``."""
         names = self._targets(targets)
         if not self._routed() or not self._joint_targets() & set(names):
             if self._routed():  # only the category: the place changes nothing
@@ -377,6 +378,9 @@ class RoutedClassifier(ComplaintClassifier):
                 hinted = self.resolver_.resolve(f"{hint}\n{text}")
                 if hinted.county is not None:
                     place, source = hinted, "hint"
+                elif hinted.level == "city" and place.level != "city":
+                    place = hinted  # a city-wide hotline's hint: the county model chooses among its counties
+                    note = f"the place hint {hint!r} names only a city"
                 else:
                     note = f"the place hint {hint!r} names no county or town of the directory"
             top = int(np.argmax(pf[i]))

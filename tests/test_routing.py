@@ -375,3 +375,16 @@ def test_predict_proba_takes_the_same_place_hints(routed, tiny_model):
         tiny_model.predict_proba(texts, "agency", places=["隆德县"])
     with pytest.raises(PlaceHintError, match="2 place hints for 1 texts"):
         routed.predict_proba(texts, "agency", places=["隆德县", None])
+
+
+def test_a_city_hint_keeps_the_county_guess_inside_that_city(routed):
+    # a city-wide hotline sends its city: the county model then chooses among that city's counties only
+    yinchuan = ["兴庆区", "金凤区", "西夏区", "永宁县", "贺兰县", "灵武市"]
+    result = routed.predict_details(["出租车拒载，还骂乘客"], places=["银川市"])[0]
+    routing = result["routing"]
+    assert routing["place"]["city"] == "银川市" and routing["place"]["county"] in yinchuan
+    assert routing["place"]["source"] == "model"
+    assert routing["reason"].startswith("the place hint '银川市' names only a city")
+    assert {a["label"] for a in result["agency"]["alternatives"]} <= {f"{c}交通运输局" for c in yinchuan}
+    # without the hint the tiny model's county guess is 同心县 (its only taxi cases)
+    assert routed.predict_details(["出租车拒载，还骂乘客"])[0]["agency"]["label"] == "同心县交通运输局"

@@ -81,6 +81,9 @@ class ServiceSettings(BaseSettings):
     threads: int = Field(default=4, ge=1, le=256, description="threads per worker running batch predictions "
                          "and the other sync routes (single /predict runs in the event loop); more only adds GIL "
                          "contention for this CPU-bound work")
+    default_place: str | None = Field(default=None, max_length=MAX_PLACE_HINT, description="the place hint of "
+                                      "requests that send none (a county-level hotline: its county; a city's: its "
+                                      "city); needs a routing model that knows the place")
     train_demo_if_empty: bool = Field(default=True, description="train the Ningxia demo model into an empty "
                                       "store at start-up")
     strict_versions: bool = Field(default=False, description="refuse models trained with other library versions")
@@ -134,6 +137,7 @@ class LoadedModel:
     thresholds: dict[str, float]
     max_text_length: int
     loaded_at: float = field(default_factory=time.time)
+    default_place: str | None = None  # HOTLINE_DEFAULT_PLACE, checked against this model's directory
 
 
 def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> LoadedModel:
@@ -153,6 +157,9 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
             f"HOTLINE_THRESHOLDS names targets {unknown} that model version {stored.version!r} does not predict "
             f"(it predicts {targets}); fix the setting or the model"
         )
+    default_place = (settings.default_place or "").strip() or None
+    if default_place is not None:
+        _check_default_place(default_place, model, stored.version)
     model.warm_up()
     return LoadedModel(
         version=stored.version,
@@ -160,7 +167,19 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
         manifest=stored.manifest,
         thresholds={t: settings.thresholds.get(t, settings.default_threshold) for t in targets},
         max_text_length=min(settings.max_text_length, int(model.max_text_length)),
+        default_place=default_place,
     )
+
+
+def _check_default_place(place: str, model: Any, version: str) -> None:
+    """HOTLINE_DEFAULT_PLACE needs a routing model whose directory knows the place (a county, town or city)."""
+    if getattr(model, "directory_", None) is None:
+        raise ComplaintInputError(f"HOTLINE_DEFAULT_PLACE={place!r} needs a routing model; model version "
+                                  f"{version!r} has no routing directory; unset it or serve a routing model")
+    match = model.resolve_place(place)
+    if match.county is None and match.level != "city":
+        raise ComplaintInputError(f"HOTLINE_DEFAULT_PLACE={place!r} names no county, town or city of model version "
+                                  f"{version!r}'s routing directory")
 
 
 def freeze_heap(refreeze: bool = False) -> None:
@@ -340,6 +359,8 @@ class ModelInfo(BaseModel):
     max_text_length: int
     max_batch_size: int
     max_top_k: int
+    default_place: str | None = Field(description="the place hint used when a request sends none "
+                                      "(HOTLINE_DEFAULT_PLACE)")
 
 
 class ReloadResponse(BaseModel):
@@ -621,7 +642,8 @@ def create_app(
         problem = _text_problem(body.text, current.max_text_length)
         if problem is not None:
             raise HTTPException(422, detail=f"text {problem[1]}")
-        result = await coalescer.predict(current, body.text, body.place, body.top_k, body.targets, body.explain)
+        place = body.place if body.place is not None else current.default_place
+        result = await coalescer.predict(current, body.text, place, body.top_k, body.targets, body.explain)
         metrics.observe_predictions([result])
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
@@ -653,8 +675,9 @@ def create_app(
             else:
                 results[i]["error"] = {"type": problem[0], "message": f"item {it.id!r}: text {problem[1]}"}
         if good:
-            predictions = _predict_isolated(current, [items[i].text for i in good], [items[i].place for i in good],
-                                            body.top_k, body.targets, body.explain)
+            places = [items[i].place if items[i].place is not None else current.default_place for i in good]
+            predictions = _predict_isolated(current, [items[i].text for i in good], places, body.top_k,
+                                            body.targets, body.explain)
             ok = []
             for i, p in zip(good, predictions, strict=True):
                 if isinstance(p, ItemError):
@@ -706,6 +729,7 @@ def create_app(
             "max_text_length": current.max_text_length,
             "max_batch_size": settings.max_batch_size,
             "max_top_k": MAX_TOP_K,
+            "default_place": current.default_place,
         }
 
     @app.get("/metrics", response_class=Response,

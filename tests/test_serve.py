@@ -786,3 +786,28 @@ def test_a_model_without_place_hints_in_its_api_still_serves():
         batch = c.post("/predict/batch", json={"items": [{"id": "a", "text": TRAFFIC}]})
     assert r.status_code == 200 and r.json()["targets"]["category"]["label"] == "甲"
     assert batch.status_code == 200 and batch.json()["failed"] == 0
+
+
+def test_a_default_place_routes_requests_that_send_none(demo_store):
+    text = "出租车司机拒载，还绕路多收钱"
+    with make_client(demo_store, default_place="隆德县") as c:
+        assert c.get("/model").json()["default_place"] == "隆德县"
+        default = c.post("/predict", json={"text": text}).json()
+        own = c.post("/predict", json={"text": text, "place": "泾源县"}).json()
+        named = c.post("/predict", json={"text": "同心县" + text}).json()
+        batch = c.post("/predict/batch", json={"items": [{"id": "a", "text": text}]}).json()
+    assert default["targets"]["agency"]["label"] == "隆德县交通运输局"
+    assert default["routing"]["place"]["source"] == "hint"
+    assert own["targets"]["agency"]["label"] == "泾源县交通运输局"  # the request's own hint comes first
+    assert named["targets"]["agency"]["label"] == "同心县交通运输局"  # and the text before any hint
+    assert batch["results"][0]["prediction"]["targets"]["agency"]["label"] == "隆德县交通运输局"
+    with make_client(demo_store) as c:
+        assert c.get("/model").json()["default_place"] is None
+
+
+def test_a_default_place_the_model_cannot_use_is_refused_at_load(store, demo_store):
+    with pytest.raises(ComplaintInputError, match="HOTLINE_DEFAULT_PLACE='隆德县' needs a routing model"):
+        load_model(ServiceSettings(model_store=store[0].path, default_place="隆德县"))
+    with pytest.raises(ComplaintInputError, match="HOTLINE_DEFAULT_PLACE='北京市' names no county, town or city"):
+        load_model(ServiceSettings(model_store=demo_store.path, default_place="北京市"))
+    assert load_model(ServiceSettings(model_store=demo_store.path, default_place="银川市")).default_place == "银川市"

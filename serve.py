@@ -171,6 +171,15 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
     )
 
 
+def _routing_info(model: Any) -> dict[str, Any] | None:
+    """What ``GET /model`` says about a routing model's directory and decisions (None without routing)."""
+    summary = getattr(model, "routing_summary_", None)
+    if getattr(model, "directory_", None) is None or not isinstance(summary, dict):
+        return None
+    keys = ("agencies", "places", "functions", "sha256", "category_function_pairs", "county_calibration")
+    return {k: summary[k] for k in keys if k in summary}
+
+
 def _check_default_place(place: str, model: Any, version: str) -> None:
     """HOTLINE_DEFAULT_PLACE needs a routing model whose directory knows the place (a county, town or city)."""
     if getattr(model, "directory_", None) is None:
@@ -361,6 +370,9 @@ class ModelInfo(BaseModel):
     max_top_k: int
     default_place: str | None = Field(description="the place hint used when a request sends none "
                                       "(HOTLINE_DEFAULT_PLACE)")
+    routing: dict[str, Any] | None = Field(description="a routing model's directory and how it decides (agencies, "
+                                           "category-function pairs, the county guesses' calibration); null for "
+                                           "a model without routing")
 
 
 class ReloadResponse(BaseModel):
@@ -730,6 +742,7 @@ def create_app(
             "max_batch_size": settings.max_batch_size,
             "max_top_k": MAX_TOP_K,
             "default_place": current.default_place,
+            "routing": _routing_info(current.model),
         }
 
     @app.get("/metrics", response_class=Response,

@@ -300,6 +300,7 @@ def test_health_ready_and_model(client, store, tiny_model):
     assert info["targets"]["agency"]["labels"] == tiny_model.classes("agency")
     assert info["targets"]["agency"]["threshold"] == 0.5
     assert info["max_batch_size"] == 1000 and info["max_top_k"] == 50
+    assert info["routing"] is None  # the tiny model does not route
     # the tiny model's classes have a handful of cases each: one SVM with its temperature per target
     head = info["targets"]["category"]["head"]
     assert head["kind"] == "svm" and head["fusion_weights"] is None
@@ -802,7 +803,13 @@ def test_a_default_place_routes_requests_that_send_none(demo_store):
     assert named["targets"]["agency"]["label"] == "同心县交通运输局"  # and the text before any hint
     assert batch["results"][0]["prediction"]["targets"]["agency"]["label"] == "隆德县交通运输局"
     with make_client(demo_store) as c:
-        assert c.get("/model").json()["default_place"] is None
+        info = c.get("/model").json()
+    assert info["default_place"] is None
+    routing = info["routing"]  # the demo model routes: its directory and how it decides
+    summary = demo_store.manifest(demo_store.current())["data"]["directory"]
+    assert routing["agencies"] == 575 and routing["sha256"] == summary["sha256"]
+    assert routing["category_function_pairs"] == summary["category_function_pairs"] > 0
+    assert routing["county_calibration"] == summary["county_calibration"]
 
 
 def test_a_default_place_the_model_cannot_use_is_refused_at_load(store, demo_store):

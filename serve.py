@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from classifier.errors import ComplaintInputError, ModelStoreError, PlaceHintError, UnknownTargetError
 from classifier.model import MAX_PLACE_HINT, prediction_record
+from classifier.routing import routes
 from classifier.store import ModelStore
 
 __all__ = ["ServiceSettings", "LoadedModel", "create_app", "load_model", "serve", "main", "add_command"]
@@ -174,7 +175,7 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> Lo
 def _routing_info(model: Any) -> dict[str, Any] | None:
     """What ``GET /model`` says about a routing model's directory and decisions (None without routing)."""
     summary = getattr(model, "routing_summary_", None)
-    if getattr(model, "directory_", None) is None or not isinstance(summary, dict):
+    if not routes(model) or not isinstance(summary, dict):
         return None
     keys = ("agencies", "places", "functions", "sha256", "category_function_pairs", "county_calibration")
     return {k: summary[k] for k in keys if k in summary}
@@ -182,7 +183,7 @@ def _routing_info(model: Any) -> dict[str, Any] | None:
 
 def _check_default_place(place: str, model: Any, version: str) -> None:
     """HOTLINE_DEFAULT_PLACE needs a routing model whose directory knows the place (a county, town or city)."""
-    if getattr(model, "directory_", None) is None:
+    if not routes(model):
         raise ComplaintInputError(f"HOTLINE_DEFAULT_PLACE={place!r} needs a routing model; model version "
                                   f"{version!r} has no routing directory; unset it or serve a routing model")
     match = model.resolve_place(place)

@@ -84,6 +84,13 @@ def check_places(places: Any, n_texts: int) -> list[str | None] | None:
     return hints if any(h is not None for h in hints) else None
 
 
+def _refuse_places(places: Any, n_texts: int) -> None:
+    """A model without routing takes no place hints: refuse any, rather than ignore them."""
+    if check_places(places, n_texts) is not None:
+        raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
+                             "`hotline train --directory`); this model has none")
+
+
 # fusion ("auto") needs the median class to have this many training cases: the view weights are fitted on
 # out-of-fold scores, and with a few cases per class those scores are unlike the final model's (on the 66
 # Qingdao agencies, median 4, every out-of-fold combination lost 1-6 points; on the data sets with a median of
@@ -494,9 +501,7 @@ class ComplaintClassifier(BaseEstimator):
         ``places`` need a routing model (see ``predict_details``)."""
         head = self._head(target)
         X = self.transform(texts)
-        if check_places(places, X.shape[0]) is not None:
-            raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
-                                 "`hotline train --directory`); this model has none")
+        _refuse_places(places, X.shape[0])
         return head.predict_proba(X)
 
     def predict(self, texts: Sequence[str], targets: Sequence[str] | None = None) -> dict[str, list[str]]:
@@ -523,9 +528,7 @@ class ComplaintClassifier(BaseEstimator):
         names = self._targets(targets)
         _check_top_k(top_k)
         texts = check_texts(texts, self.max_text_length)
-        if check_places(places, len(texts)) is not None:
-            raise PlaceHintError("place hints need a routing model (trained with a routing directory, "
-                                 "`hotline train --directory`); this model has none")
+        _refuse_places(places, len(texts))
         if len(texts) == 1:
             idx, val = self.vectorizer_.transform_one(texts[0])
             probas = {t: self.heads_[t].proba_one(idx, val)[None, :] for t in names}

@@ -57,7 +57,7 @@ from .model import (
 )
 from .text import ComplaintTokenizer
 
-__all__ = ["RoutedClassifier", "FUNCTION", "COUNTY", "AGENCY", "CATEGORY"]
+__all__ = ["RoutedClassifier", "routes", "FUNCTION", "COUNTY", "AGENCY", "CATEGORY"]
 
 FUNCTION = "function"
 COUNTY = "county"
@@ -244,7 +244,7 @@ class RoutedClassifier(ComplaintClassifier):
         return {AGENCY, CATEGORY} if getattr(self, "pair_weights_", None) is not None else {AGENCY}
 
     def _routed(self) -> bool:
-        return getattr(self, "directory_", None) is not None
+        return routes(self)
 
     def _directory(self) -> RoutingDirectory:
         if "directory_" not in self.__dict__:
@@ -516,6 +516,11 @@ class RoutedClassifier(ComplaintClassifier):
 
 
 _METADATA = ("validation_report", "metrics", "training_data", "manifest")
+
+
+def routes(model: Any) -> bool:
+    """Whether ``model`` routes its agency through a directory (a fitted ``RoutedClassifier`` with one)."""
+    return getattr(model, "directory_", None) is not None
 
 
 def _add_reason(route: dict[str, Any], why: str) -> None:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from classifier.errors import MissingColumnError, TrainingDataError
+from classifier.routing import routes
 from classifier.text import mask_pii
 
 from .metrics import classification_metrics
@@ -588,7 +589,7 @@ def evaluate(
     if not isinstance(data, pd.DataFrame):
         raise EvaluationDataError(f"expected a pandas DataFrame or a data file path, got {type(data).__name__}")
     chosen, skipped = _resolve_targets(clf, data, targets)
-    if place_column and not _routes(clf):
+    if place_column and not routes(clf):
         raise EvaluationDataError(f"place hints (column {place_column!r}) need a routing model; this model "
                                   "has no routing directory")
     prepared = _prepare(data, text, chosen, clf.max_text_length, id_column, place_column)
@@ -693,7 +694,7 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         disputed.insert(0, "row", rows[at])
         disputed.insert(1, "text", [_example_text(texts[int(k)]) for k in at])
     routing_errors = routing_places = None
-    if _routes(clf) and name == "agency":
+    if routes(clf) and name == "agency":
         routing_errors, routing_places = routing_tables(clf, texts, given, predicted, score < threshold,
                                                         places.get("places"))
     return TargetReport(
@@ -722,14 +723,10 @@ PLACE_SOURCES = {
 }
 
 
-def _routes(clf: Any) -> bool:
-    return getattr(clf, "directory_", None) is not None
-
-
 def _places(clf: Any, prepared: _Rows, pos: np.ndarray) -> dict[str, Any]:
     """The ``places`` keyword for ``clf``'s predictions of the rows at ``pos``: empty unless the data has a
     place column and the model routes (a compared model without routing is measured without hints)."""
-    if prepared.places is None or not _routes(clf):
+    if prepared.places is None or not routes(clf):
         return {}
     return {"places": [prepared.places[int(i)] for i in pos]}
 

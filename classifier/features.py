@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import NotAListError
-from .text import ComplaintTokenizer, normalize
+from .text import NORMALIZATION_VERSION, ComplaintTokenizer, normalize
 
 __all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
 
@@ -39,8 +39,12 @@ _PARALLEL_MIN_TEXTS = 200
 class ComplaintVectorizer(TransformerMixin, BaseEstimator):
     """Turn raw complaint texts into an l2-normalised sparse TF-IDF matrix (float32).
 
-    Parameters mirror ``TfidfVectorizer``; ``tokenizer`` is a ``ComplaintTokenizer`` (None: jieba defaults).
+    Parameters mirror ``TfidfVectorizer``; ``tokenizer`` is a ``ComplaintTokenizer`` (None: jieba defaults);
+    ``normalization`` is the version of ``text.normalize`` this vectorizer reads text with (the newest for a
+    new one; a model pickled before versions existed reads with version 1, as it was trained).
     """
+
+    normalization = 1  # vectorizers pickled before normalization versions have no instance attribute
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         char_weight: float = 1.0,
         n_jobs: int = 1,
         progress: bool = False,
+        normalization: int = NORMALIZATION_VERSION,
     ) -> None:
         self.tokenizer = tokenizer
         self.word_ngram_range = word_ngram_range
@@ -65,6 +70,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.char_weight = char_weight
         self.n_jobs = n_jobs
         self.progress = progress
+        self.normalization = normalization
 
     # -- analysis ---------------------------------------------------------------------------------------
     def _tokenizer(self) -> ComplaintTokenizer:
@@ -74,7 +80,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def analyze(self, text: str) -> list[str]:
         """The features of one raw text: word n-grams prefixed by ``\\x01``, char n-grams as they are."""
-        return self.analyze_normalized(normalize(text))
+        return self.analyze_normalized(normalize(text, self.normalization))
 
     def analyze_normalized(self, norm: str) -> list[str]:
         feats: list[str] = []
@@ -96,7 +102,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def tokens(self, text: str) -> list[str]:
         """The jieba tokens of one raw text, after normalization (for users and tests)."""
-        return self._tokenizer()(text)
+        return self._tokenizer().cut(normalize(text, self.normalization))
 
     # -- fitting ----------------------------------------------------------------------------------------
     def fit(self, raw_documents: Sequence[str], y: Any = None) -> ComplaintVectorizer:
@@ -278,6 +284,7 @@ def _analyzer_copy(vectorizer: ComplaintVectorizer) -> ComplaintVectorizer:
         tokenizer=vectorizer.tokenizer,
         word_ngram_range=vectorizer.word_ngram_range,
         char_ngram_range=vectorizer.char_ngram_range,
+        normalization=vectorizer.normalization,
     )
 
 

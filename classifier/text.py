@@ -21,6 +21,7 @@ from .errors import DictionaryError
 
 __all__ = [
     "PLACEHOLDERS",
+    "NORMALIZATION_VERSION",
     "normalize",
     "mask_pii",
     "ComplaintTokenizer",
@@ -40,6 +41,17 @@ _EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}")
 _ID = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9x](?![0-9a-z])")
 _MOBILE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
 _LANDLINE = re.compile(r"(?<![0-9])(?:\(0[0-9]{2,3}\)|0[0-9]{2,3})[- ]?[2-9][0-9]{6,7}(?![0-9])")
+# Excel's escape of a character XML cannot hold (`_x000D_` for a carriage return; `_x005F_` for the
+# underscore that starts an escape): spreadsheet exports of web forms are full of them, and openpyxl (pandas)
+# leaves them in the cell text, while the same complaint typed into the service has the real character
+_OOXML_ESCAPE = re.compile(r"_x([0-9a-fA-F]{4})_")
+# invisible format characters (zero-width space/joiners, BOM, soft hyphen, direction marks) that NFKC keeps:
+# pasted from web pages and chat apps, they split words and char n-grams without being seen
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# 1: NFKC, HTML, whitespace, case, masking.  2: also Excel escapes decoded and invisible characters removed
+# (before NFKC).  A model keeps the version it was trained with (ComplaintVectorizer.normalization), so a
+# newer release never changes how an older model reads text
+NORMALIZATION_VERSION = 2
 _PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 
 
@@ -54,14 +66,26 @@ def mask_pii(text: str) -> str:
     return _LANDLINE.sub(PHONE, text)
 
 
-def normalize(text: str) -> str:
-    """NFKC (full-width to half-width), HTML removed, whitespace collapsed, lower-cased, personal data masked."""
+def normalize(text: str, version: int = NORMALIZATION_VERSION) -> str:
+    """NFKC (full-width to half-width), HTML removed, whitespace collapsed, lower-cased, personal data masked;
+    from ``version`` 2, Excel's ``_xHHHH_`` escapes decoded and invisible format characters removed first."""
+    if version == 2:
+        if "_x" in text:
+            text = _OOXML_ESCAPE.sub(_unescape_ooxml, text)
+        text = _INVISIBLE.sub("", text)
+    elif version != 1:
+        raise ValueError(f"unknown normalization version {version!r}; this release knows 1 to {NORMALIZATION_VERSION}")
     text = unicodedata.normalize("NFKC", text)
     if "<" in text or "&" in text:
         text = html.unescape(_TAG.sub(" ", text))
         text = _TAG.sub(" ", text)  # entities such as &lt;br&gt; may unescape into tags
     text = _SPACE.sub(" ", text).strip().lower()
     return mask_pii(text)
+
+
+def _unescape_ooxml(m: re.Match[str]) -> str:
+    code = int(m.group(1), 16)
+    return m.group(0) if 0xD800 <= code <= 0xDFFF else chr(code)  # a lone surrogate is no character: kept
 
 
 def sha256_text(text: str) -> str:

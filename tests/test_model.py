@@ -83,6 +83,28 @@ def test_single_text_fast_path_equals_the_batch_matrix(tiny_model):
         np.testing.assert_allclose(val, X[i].data, rtol=1e-6)
 
 
+def test_excel_escapes_and_invisible_characters_do_not_change_a_prediction(tiny_model):
+    """Training data from a spreadsheet export and text typed into the service read the same."""
+    typed = "朝阳西街路面塌了一个大坑\r\n晚上很危险"
+    exported = "\u200b朝阳西街路面塌了一个大坑_x000D_\n晚上很危险"
+    vec = tiny_model.vectorizer_
+    assert vec.normalization == 2
+    assert vec.analyze(exported) == vec.analyze(typed)
+    np.testing.assert_array_equal(tiny_model.predict_proba([exported], "category"),
+                                  tiny_model.predict_proba([typed], "category"))
+
+
+def test_a_model_pickled_before_normalization_versions_reads_text_as_it_was_trained(tiny_model):
+    import pickle
+
+    old = pickle.loads(pickle.dumps(tiny_model))
+    del old.vectorizer_.__dict__["normalization"]  # what an older release pickled
+    assert old.vectorizer_.normalization == 1
+    assert old.vectorizer_.get_params()["normalization"] == 1
+    assert old.tokens("路面塌了_x000D_很危险") == ["路面", "塌", "了", "x000d", "很", "危险"]
+    assert tiny_model.tokens("路面塌了_x000D_很危险") == ["路面", "塌", "了", "很", "危险"]
+
+
 def test_features_are_float32_and_l2_normalised_per_block(tiny_model):
     X = tiny_model.transform(TEXTS)
     assert X.dtype == np.float32

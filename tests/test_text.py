@@ -126,6 +126,29 @@ def test_normalize(raw, expected):
 @pytest.mark.parametrize(
     "raw,expected",
     [
+        # Excel's escape of a carriage return, as pandas/openpyxl leave it in an exported web-form message
+        ("请领导解决焚烧垃圾问题_x000D_\n\u3000\u3000事情经过_x000D_", "请领导解决焚烧垃圾问题 事情经过"),
+        ("路灯_x0009_不亮", "路灯 不亮"),  # an escaped tab
+        ("a_x005F_x000D_b", "a_x000d_b"),  # an escaped underscore: the cell held the literal text a_x000D_b
+        ("编号_xD800_", "编号_xd800_"),  # a surrogate is no character: left as it was
+        ("\u200b银川市\u200d兴庆区\ufeff路灯\u00ad不亮", "银川市兴庆区路灯不亮"),  # invisible characters
+    ],
+)
+def test_normalize_version_2_decodes_excel_escapes_and_drops_invisible_characters(raw, expected):
+    assert normalize(raw) == expected
+    assert normalize(raw, version=2) == expected
+
+
+def test_normalize_version_1_is_kept_for_older_models():
+    assert normalize("请领导解决_x000D_事情", version=1) == "请领导解决_x000d_事情"
+    assert normalize("\u200b路灯", version=1) == "\u200b路灯"
+    with pytest.raises(ValueError, match="unknown normalization version 3"):
+        normalize("路灯", version=3)
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
         ("联系电话13895012345", "联系电话<PHONE>"),
         ("电话138-9501-2345谢谢", "电话<PHONE>谢谢"),
         ("+86 13895012345", "<PHONE>"),

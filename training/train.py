@@ -201,6 +201,8 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
             "segmenter": tokenizer.segmenter if tokenizer else None,
         },
         "n_features": len(model.vectorizer_.vocabulary_),
+        # the text.normalize version the model reads text with (2: Excel escapes and invisible characters too)
+        "normalization": model.vectorizer_.normalization,
         # how each head turns features into probabilities (every head the model has, routing ones included)
         "heads": {name: head.describe() for name, head in model.heads_.items()},
     }

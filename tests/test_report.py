@@ -195,6 +195,23 @@ def test_comparison_deltas_and_flips(report, tiny_model, noisy):
     assert counts.get("wrong->right", 0) == int((this_right & ~other_right).sum())
     assert counts.get("right->wrong", 0) == int((~this_right & other_right).sum())
     assert report.compare_version == "tiny"
+    p = c.paired
+    assert p["only_this_right"] == int((this_right & ~other_right).sum())
+    assert p["only_other_right"] == int((~this_right & other_right).sum())
+    assert p["n"] == len(df) and p["both_right"] == int((this_right & other_right).sum())
+    assert p["accuracy_delta"] == pytest.approx(m.loc["accuracy", "delta"])
+    # the demo model against a dozen-case toy on 240 cases: a real difference
+    assert p["verdict"] == "better" and p["p_value"] < 1e-6
+
+
+def test_comparison_counts_every_case_when_the_flip_table_is_cut(demo_store, tiny_model, noisy):
+    df, _ = noisy
+    r = evaluate(demo_store.load(), df, targets={"category": "category"}, compare=tiny_model, oof_folds=0,
+                 max_cases=3)
+    c = r.comparisons["category"]
+    assert len(c.flips) == 3
+    assert c.paired["only_this_right"] + c.paired["only_other_right"] > 3
+    assert r.tables()["category_compare_paired"].loc[0, "only_this_right"] == c.paired["only_this_right"]
 
 
 def test_compare_is_evaluate_with_compare(demo_model, noisy):
@@ -203,6 +220,8 @@ def test_compare_is_evaluate_with_compare(demo_model, noisy):
     r = compare(demo_model, demo_model, small, targets={"category": "category"}, oof_folds=0)
     assert (r.comparisons["category"].metrics["delta"] == 0).all()
     assert r.comparisons["category"].flips.empty
+    assert r.comparisons["category"].paired["verdict"] == "no significant difference"
+    assert "## Compared with version" in r.model_card()
 
 
 def test_model_card_and_notebook_view(report, saved):
@@ -340,6 +359,15 @@ def test_cli_writes_the_report(demo_store, noisy, tmp_path, capsys):
     assert set(printed["metrics"]) == {"category", "agency"}
     for name in ("report.html", "report.json", "model_card.md", "tables/category_per_class.csv"):
         assert (out / name).exists()
+    same = printed["comparisons"]["category"]
+    assert (same["n"], same["only_this_right"], same["only_other_right"]) == (120, 0, 0)
+    assert same["verdict"] == "no significant difference"
+    # people read one line per target: the flips, the interval and the verdict
+    assert main(["report", "--data", str(data), "--category", "category", "--compare", version, "--folds", "0",
+                 "--out", str(tmp_path / "out2"), "--store", str(demo_store.path)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"category vs {version}")][0]
+    assert line.endswith("right->wrong 0, wrong->right 0; accuracy +0.00 points (95 % CI +0.00 to +0.00), "
+                         "McNemar p = 1: no significant difference")
 
 
 def test_cli_report_takes_a_place_column(demo_store, tmp_path, capsys):

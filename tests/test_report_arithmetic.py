@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import confusion_matrix
 
+from training.metrics import paired_accuracy_test, paired_sentence
 from training.report import (
     OTHER_GROUP,
     confused_pairs,
@@ -171,3 +172,52 @@ def test_unscorable_cases_are_not_judged():
     proba = np.array([[0.9, 0.1], [0.1, 0.9], [0.95, 0.05]])
     found = disputed_labels(proba, np.array([0, 1, 1]), scorable=np.array([True, True, False]))
     assert found.empty
+
+
+def _right(only_this: int, only_other: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    this = np.r_[np.ones(only_this), np.zeros(only_other), np.ones(both), np.zeros(neither)].astype(bool)
+    other = np.r_[np.zeros(only_this), np.ones(only_other), np.ones(both), np.zeros(neither)].astype(bool)
+    return this, other
+
+
+def test_paired_test_of_a_clear_gain_says_better_with_the_exact_mcnemar_p():
+    this, other = _right(only_this=10, only_other=2, both=900, neither=88)
+    r = paired_accuracy_test(this, other)
+    assert (r["n"], r["only_this_right"], r["only_other_right"], r["both_right"], r["both_wrong"]) == (
+        1000, 10, 2, 900, 88)
+    assert r["accuracy_delta"] == pytest.approx(0.008)
+    # two-sided binomial: P(X <= 2) + P(X >= 10) for X ~ Bin(12, 1/2) = 2 * 79 / 4096
+    assert r["p_value"] == pytest.approx(2 * 79 / 4096)
+    assert r["verdict"] == "better"
+    assert 0.0 < r["ci95_low"] < 0.008 < r["ci95_high"] < 0.02
+
+
+def test_paired_test_of_a_few_cases_either_way_is_no_significant_difference():
+    this, other = _right(only_this=6, only_other=3, both=1100, neither=172)  # +3 cases of 1,281
+    r = paired_accuracy_test(this, other)
+    assert r["p_value"] == pytest.approx(0.5078125)  # 2 * P(X <= 3), X ~ Bin(9, 1/2) = 2 * 130 / 512
+    assert r["verdict"] == "no significant difference"
+    assert r["ci95_low"] < 0 < r["ci95_high"]
+    worse = paired_accuracy_test(other, this)
+    assert worse["accuracy_delta"] == pytest.approx(-r["accuracy_delta"])
+    assert worse["p_value"] == pytest.approx(r["p_value"])
+
+
+def test_paired_test_of_a_clear_loss_says_worse_and_identical_models_are_equal():
+    this, other = _right(only_this=1, only_other=15, both=400, neither=84)
+    assert paired_accuracy_test(this, other)["verdict"] == "worse"
+    same = paired_accuracy_test(other, other)
+    assert (same["p_value"], same["accuracy_delta"], same["ci95_low"], same["ci95_high"]) == (1.0, 0.0, 0.0, 0.0)
+    assert same["verdict"] == "no significant difference"
+
+
+def test_paired_test_refuses_cases_of_two_lengths():
+    with pytest.raises(ValueError, match="must be 1-d and of one length"):
+        paired_accuracy_test(np.ones(3, bool), np.ones(4, bool))
+
+
+def test_paired_sentence_names_the_flips_the_interval_and_the_verdict():
+    r = paired_accuracy_test(*_right(only_this=10, only_other=2, both=900, neither=88))
+    s = paired_sentence(r)
+    assert s.startswith("right->wrong 2, wrong->right 10; accuracy +0.80 points (95 % CI +")
+    assert s.endswith(f"McNemar p = {r['p_value']:.3g}: better")

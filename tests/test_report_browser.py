@@ -59,6 +59,9 @@ def test_report_opens_offline_without_errors(page_file):
             header.click()
             first_f1 = page.locator("#per-class-category tbody tr").first.locator("td").nth(3).inner_text()
             assert first_f1 == "1.0000"
+            # a model compared with itself: nothing flipped, and the page says the difference is none
+            paired = page.locator("section#compare-category p.paired").inner_text()
+            assert "right→wrong 0" in paired and "no significant difference" in paired
             # the labels are Chinese: with the page's fonts, a CJK character must not draw the same "tofu" box as
             # a code point no font has (.ci/run installs fonts-wqy-zenhei; without a CJK font this fails)
             glyphs = page.evaluate(r"""() => {

@@ -41,7 +41,7 @@ from classifier.errors import MissingColumnError, TrainingDataError
 from classifier.routing import routes
 from classifier.text import mask_pii
 
-from .metrics import classification_metrics
+from .metrics import classification_metrics, paired_accuracy_test, paired_sentence
 
 __all__ = [
     "EvaluationDataError",
@@ -305,7 +305,10 @@ class Comparison:
     target: str
     metrics: pd.DataFrame  # metric, this, other, delta
     per_class: pd.DataFrame  # label, support, f1_this, f1_other, delta_f1, recall_this, recall_other
-    flips: pd.DataFrame  # row, text, given, this, other, direction
+    flips: pd.DataFrame  # row, text, given, this, other, direction (the first ``max_cases``)
+    # every case counted, not only the flips kept: n, both_right, both_wrong, only_this_right,
+    # only_other_right, accuracy_delta, ci95_low, ci95_high, p_value, verdict (metrics.paired_accuracy_test)
+    paired: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -350,6 +353,7 @@ class Report:
             out[f"{name}_compare_metrics"] = c.metrics
             out[f"{name}_compare_per_class"] = c.per_class
             out[f"{name}_compare_flips"] = c.flips
+            out[f"{name}_compare_paired"] = pd.DataFrame([c.paired])
         return {"summary": out.pop("summary"), **out}
 
     def to_dict(self) -> dict[str, Any]:
@@ -874,7 +878,8 @@ def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
     flips_df = pd.DataFrame(flips, columns=["row", "text", "given", "this", "other", "direction"])
     flips_df = flips_df.sort_values(["direction", "row"], ascending=[False, True]).head(max_cases)
     return Comparison(target=name, metrics=metrics, per_class=per_class.reset_index(drop=True),
-                      flips=prepared.with_ids(flips_df.reset_index(drop=True)))
+                      flips=prepared.with_ids(flips_df.reset_index(drop=True)),
+                      paired=paired_accuracy_test(right_this, right_other))
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -931,15 +936,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"model_version": report.model_version, "compare_version": report.compare_version,
                      "metrics": summary, "skipped_targets": report.skipped_targets,
+                     "comparisons": {name: c.paired for name, c in report.comparisons.items()},
                      "html": str(written["html"]), "out": str(args.out)})
         return 0
     for name, m in summary.items():
         print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     for name, c in report.comparisons.items():
         d = {r.metric: r.delta for r in c.metrics.itertuples()}
-        flips = c.flips["direction"].value_counts()
         print(f"{name} vs {report.compare_version}: " + ", ".join(f"{k} {v:+.4f}" for k, v in d.items())
-              + f"; right->wrong {int(flips.get('right->wrong', 0))}, wrong->right {int(flips.get('wrong->right', 0))}")
+              + f"; {paired_sentence(c.paired)}")
     for name, why in report.skipped_targets.items():
         print(f"skipped {name}: {why}")
     print(f"wrote {written['html']} (+ report.json, model_card.md, tables/)")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .metrics import paired_sentence
+
 if TYPE_CHECKING:
     from .report import Comparison, Report, TargetReport
 
@@ -286,7 +288,8 @@ at least 50% probable, and the given label is less probable than it typically is
 
 
 def _comparison_section(report: Report, c: Comparison) -> str:
-    flips = c.flips["direction"].value_counts()
+    p = c.paired
+    verdict_cls = {"better": "pos", "worse": "neg"}.get(p["verdict"], "")
     rows = []
     for r in c.metrics.itertuples():
         cls = "pos" if r.delta > 0 else "neg" if r.delta < 0 else ""
@@ -297,8 +300,11 @@ def _comparison_section(report: Report, c: Comparison) -> str:
 <h2>{_e(c.target)}: {_e(report.model_version or "this model")} vs {_e(report.compare_version or "other")}</h2>
 <table><thead><tr><th>metric</th><th>this</th><th>other</th><th>delta</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
-<p>Cases that flipped: <b class="neg">right→wrong {int(flips.get("right->wrong", 0))}</b>,
-<b class="pos">wrong→right {int(flips.get("wrong->right", 0))}</b>.</p>
+<p class=paired>Cases that flipped: <b class="neg">right→wrong {p["only_other_right"]}</b>,
+<b class="pos">wrong→right {p["only_this_right"]}</b> of {p["n"]}. Accuracy
+{100 * p["accuracy_delta"]:+.2f} points (95 % interval {100 * p["ci95_low"]:+.2f} to {100 * p["ci95_high"]:+.2f},
+paired bootstrap); McNemar's exact test p = {p["p_value"]:.3g}: <b class="{verdict_cls}">{_e(p["verdict"])}</b>.
+Only the cases one model gets right and the other wrong carry evidence; a few of them either way is noise.</p>
 <h3>Per-class deltas (largest losses first)</h3>
 {table_html(c.per_class, sortable=True, table_id=f"compare-per-class-{c.target}")}
 <h3>Flipped cases</h3>
@@ -421,6 +427,7 @@ def render_model_card(report: Report) -> str:
               "- With routing, a complaint that names no county or town gets its county from a guess; such cases "
               "are mostly flagged for review (send the caller's district as a place hint where it is known).", "",
               "## Known confusions (this report)", ""]
+    compared = [f"- {name}: {paired_sentence(c.paired)}" for name, c in report.comparisons.items() if c.paired]
     for target, t in report.targets.items():
         pairs = t.pairs.head(5)
         if not len(pairs):
@@ -430,4 +437,6 @@ def render_model_card(report: Report) -> str:
                          f"{r.true}")
         for note in t.notes:
             lines.append(f"- {target}: {note}")
+    if compared:
+        lines += ["", f"## Compared with version {report.compare_version or 'other'} (this report)", "", *compared]
     return "\n".join(lines) + "\n"

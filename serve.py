@@ -284,7 +284,7 @@ class Alternative(BaseModel):
 
 class ExplanationTerm(BaseModel):
     term: str
-    kind: str
+    kind: str = Field(description="word, char, lead word or lead char (lead: among the text's first characters)")
     weight: float
 
 

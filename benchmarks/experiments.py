@@ -66,8 +66,8 @@ def features(task: Task) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
     vec = ComplaintVectorizer(ComplaintTokenizer(hmm=f.hmm, segmenter=f.segmenter),
                               word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
                               min_df=f.min_df, max_df=f.max_df, sublinear_tf=f.sublinear_tf,
-                              char_weight=f.char_weight)
-    return vec.fit_transform(task.train_texts), vec.transform(task.test_texts), vec.is_char_
+                              char_weight=f.char_weight, lead_chars=f.lead_chars)
+    return vec.fit_transform(task.train_texts), vec.transform(task.test_texts), vec.is_char_, vec.is_lead_
 
 
 def _svm(**kw: Any) -> LinearSVC:
@@ -97,12 +97,17 @@ def _oof_scores(make: Callable[[], Any], X: sp.csr_matrix, y: np.ndarray, X_test
 
 
 def variants(X: sp.csr_matrix, X_test: sp.csr_matrix, is_char: np.ndarray, y: np.ndarray,
-             n_classes: int) -> dict[str, np.ndarray]:
-    """Test-set predictions (class indices) of every variant."""
+             n_classes: int, is_lead: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Test-set predictions (class indices) of every variant.  The shipped head sees every block; the others
+    the word and char blocks of the whole text (not the lead blocks, which only the shipped head knows how
+    to weigh)."""
     out: dict[str, np.ndarray] = {}
     head = TargetHead.from_config(TrainingConfig().model, random_state=TrainingConfig().seed)
     # the head takes string labels, as in training (its folds need a classification target type)
-    out[SHIPPED] = head.fit(X, y.astype(str), char_columns=is_char).predict(X_test).astype(int)
+    out[SHIPPED] = head.fit(X, y.astype(str), char_columns=is_char, lead_columns=is_lead).predict(X_test).astype(int)
+    if is_lead is not None and is_lead.any():
+        whole = np.flatnonzero(~is_lead)
+        X, X_test, is_char = X[:, whole], X_test[:, whole], is_char[whole]
     out["single LinearSVC"] = _svm().fit(X, y).predict(X_test)
     out["Crammer-Singer SVM"] = _svm(multi_class="crammer_singer").fit(X, y).predict(X_test)
     words, chars = np.flatnonzero(~is_char), np.flatnonzero(is_char)
@@ -176,10 +181,10 @@ def run(tasks: list[Task]) -> dict[str, dict[str, tuple[float, float]]]:
     warnings.filterwarnings("ignore")  # liblinear convergence chatter on the rare-class folds
     for task in tasks:
         t0 = time.perf_counter()
-        X, X_test, is_char = features(task)
+        X, X_test, is_char, is_lead = features(task)
         classes, y = np.unique(np.asarray(task.train_labels, dtype=str), return_inverse=True)
         truth = np.asarray(task.test_labels, dtype=str)
-        for name, pred in variants(X, X_test, is_char, y, len(classes)).items():
+        for name, pred in variants(X, X_test, is_char, y, len(classes), is_lead).items():
             labels = classes[pred]
             table.setdefault(name, {})[task.name] = (accuracy_score(truth, labels),
                                                      f1_score(truth, labels, average="macro"))

@@ -5,6 +5,10 @@ same way), so the fitted object *is* the preprocessing that serving uses.  It is
 ``FeatureUnion`` of two ``TfidfVectorizer`` because a single complaint must be featurized in well under a
 millisecond: one pass builds both blocks, with no per-call validation overhead.  The arithmetic is sklearn's:
 smooth idf ``ln((1+n)/(1+df)) + 1``, ``1 + ln(tf)``, each block l2-normalised, then weighted.
+
+With ``lead_chars`` > 0, the same word and char n-grams of the text's first ``lead_chars`` characters form two
+more blocks (the lead: a web message's title, the caller's first sentence).  A fused head gives them to its
+word view, whose weight is fitted; a single SVM leaves them out (model.TargetHead).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import NotAListError
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, normalize
 
-__all__ = ["WORD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
+__all__ = ["WORD_PREFIX", "LEAD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
 
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
 # char "路" (words are the fewer, so they pay for the prefix)
 WORD_PREFIX = "\x01"
+# features of the lead (the first ``lead_chars`` characters) carry this before their word prefix or char n-gram
+LEAD_PREFIX = "\x02"
 # below this many characters a batch is analyzed in-process.  Measured on 2 cores (BENCHMARKS.md): starting the
 # workers and shipping the distinct feature names back costs more than it saves for 10,000 titles (~190k chars,
 # 17k/s serial vs 10-12k/s parallel) and for tipdm's 5,124 messages (~1.5M chars, 6 s vs 7-10 s)
@@ -45,6 +51,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
     """
 
     normalization = 1  # vectorizers pickled before normalization versions have no instance attribute
+    lead_chars = 0  # nor a lead block
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         n_jobs: int = 1,
         progress: bool = False,
         normalization: int = NORMALIZATION_VERSION,
+        lead_chars: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
         self.word_ngram_range = word_ngram_range
@@ -71,6 +79,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.progress = progress
         self.normalization = normalization
+        self.lead_chars = lead_chars
 
     # -- analysis ---------------------------------------------------------------------------------------
     def _tokenizer(self) -> ComplaintTokenizer:
@@ -83,6 +92,13 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return self.analyze_normalized(normalize(text, self.normalization))
 
     def analyze_normalized(self, norm: str) -> list[str]:
+        feats = self._ngrams(norm)
+        lead = self.lead_chars
+        if lead:
+            feats.extend([LEAD_PREFIX + f for f in self._ngrams(norm[:lead].strip())])
+        return feats
+
+    def _ngrams(self, norm: str) -> list[str]:
         feats: list[str] = []
         tokens = self._tokenizer().cut(norm)
         lo, hi = self.word_ngram_range
@@ -137,7 +153,10 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             names[i] = f
         self.vocabulary_ = {sys.intern(f): i for i, f in enumerate(names[kept])}
         self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
-        self.is_char_ = np.array([not f.startswith(WORD_PREFIX) for f in names[kept]], dtype=bool)
+        self.is_char_ = np.array([not f.startswith((WORD_PREFIX, LEAD_PREFIX)) for f in names[kept]], dtype=bool)
+        self.is_lead_ = np.array([f.startswith(LEAD_PREFIX) for f in names[kept]], dtype=bool)
+        lead_word = np.array([f.startswith(LEAD_PREFIX + WORD_PREFIX) for f in names[kept]], dtype=bool)
+        self.block_ = np.where(self.is_lead_, np.where(lead_word, 2, 3), self.is_char_).astype(np.int8)
         self.n_documents_ = n_docs
         return self._weight(counts[:, kept])
 
@@ -170,16 +189,27 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             X.data += 1.0
         X.data *= self.idf_[X.indices]
         rows = np.repeat(np.arange(n_rows), np.diff(X.indptr))
-        is_char = self.is_char_[X.indices]
+        block_of = self._blocks()[X.indices]
         squares = X.data.astype(np.float64) ** 2
         scale = np.ones_like(X.data)
-        for block, weight in ((~is_char, 1.0), (is_char, self.char_weight)):
+        for b, weight in enumerate(self._block_weights()):
+            block = block_of == b
             norms = np.sqrt(np.bincount(rows[block], weights=squares[block], minlength=n_rows))
             with np.errstate(divide="ignore"):
                 factor = np.where(norms > 0, weight / norms, 0.0).astype(np.float32)
             scale[block] = factor[rows[block]]
         X.data *= scale
         return X
+
+    def _blocks(self) -> np.ndarray:
+        """Each feature's block: 0 words, 1 chars, 2 lead words, 3 lead chars (each block is l2-normalised)."""
+        blocks = self.__dict__.get("block_")
+        if blocks is None:  # fitted before lead blocks existed: words and chars only
+            blocks = self.block_ = self.is_char_.astype(np.int8)
+        return blocks
+
+    def _block_weights(self) -> tuple[float, ...]:
+        return (1.0, self.char_weight, 1.0, self.char_weight)
 
     def _row(self, feats: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
         idx = np.fromiter(map(vocab.get, feats, repeat(-1)), dtype=np.int32, count=len(feats))
@@ -197,8 +227,9 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         if self.sublinear_tf:
             tf = np.log(tf) + np.float32(1.0)
         val = tf * self.idf_[idx]
-        is_char = self.is_char_[idx]
-        for block, weight in ((~is_char, 1.0), (is_char, self.char_weight)):
+        block_of = self._blocks()[idx]
+        for b, weight in enumerate(self._block_weights()):
+            block = block_of == b
             norm = math.sqrt(float(np.dot(val[block], val[block])))
             if norm > 0:
                 val[block] *= weight / norm
@@ -285,6 +316,7 @@ def _analyzer_copy(vectorizer: ComplaintVectorizer) -> ComplaintVectorizer:
         word_ngram_range=vectorizer.word_ngram_range,
         char_ngram_range=vectorizer.char_ngram_range,
         normalization=vectorizer.normalization,
+        lead_chars=vectorizer.lead_chars,
     )
 
 

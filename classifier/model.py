@@ -36,7 +36,7 @@ from .errors import (
     TrainingDataError,
     UnknownTargetError,
 )
-from .features import WORD_PREFIX, ComplaintVectorizer
+from .features import LEAD_PREFIX, WORD_PREFIX, ComplaintVectorizer
 from .text import ComplaintTokenizer
 
 __all__ = ["ComplaintClassifier", "TargetHead", "check_texts", "check_places", "prediction_record"]
@@ -157,9 +157,12 @@ class TargetHead(ClassifierMixin, BaseEstimator):
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
-    def fit(self, X: sp.csr_matrix, y: Sequence[str], char_columns: np.ndarray | None = None) -> TargetHead:
+    def fit(self, X: sp.csr_matrix, y: Sequence[str], char_columns: np.ndarray | None = None,
+            lead_columns: np.ndarray | None = None) -> TargetHead:
         """``char_columns``: a boolean mask of the features that are char n-grams (the vectorizer's
-        ``is_char_``); without it the head is a single SVM."""
+        ``is_char_``); without it the head is a single SVM.  ``lead_columns`` (``is_lead_``): the features of
+        the text's first characters; a fused head gives them to its word view, a single SVM leaves them out
+        (with a few cases per class their weights learn a caller's greeting, not the problem: BENCHMARKS.md)."""
         labels = np.asarray(y, dtype=object)
         classes = np.unique(labels)
         if len(classes) < 2:
@@ -172,9 +175,14 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.temperature_ = 1.0
         self.fusion_weights_: dict[str, float] | None = None
         folds = self._calibration_folds(labels) if self.calibration == "temperature" else []
+        lead = np.zeros(X.shape[1], dtype=bool) if lead_columns is None else np.asarray(lead_columns, dtype=bool)
         if self._fuses(labels, folds, char_columns):
             assert char_columns is not None
-            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool))
+            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool), lead)
+        width = X.shape[1]
+        kept = np.flatnonzero(~lead) if lead.any() else None
+        if kept is not None:
+            X = X.tocsr()[:, kept]
         # the fold models and the final one are independent: liblinear releases the GIL, so threads run them
         # on all cores without copying X
         fits = [(X[train], labels[train]) for train, _ in folds] + [(X, labels)]
@@ -198,6 +206,10 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 truth.append(np.searchsorted(self.classes_, labels[test]))
             self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth))
         self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
+        if kept is not None:  # back to the vectorizer's width: the lead columns weigh nothing
+            coef = np.zeros((width, len(classes)), dtype=np.float32)
+            coef[kept] = self.coef_
+            self.coef_ = coef
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -221,9 +233,12 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         _, counts = np.unique(labels, return_counts=True)
         return bool(np.median(counts) >= FUSION_MIN_MEDIAN_CLASS)
 
-    def _fit_fused(self, X: sp.csr_matrix, labels: np.ndarray, folds: list, is_char: np.ndarray) -> TargetHead:
+    def _fit_fused(self, X: sp.csr_matrix, labels: np.ndarray, folds: list, is_char: np.ndarray,
+                   lead: np.ndarray) -> TargetHead:
         X = X.tocsr()
+        # the word view takes the lead's blocks too: its fitted weight decides how much they count
         every = {"all": np.arange(X.shape[1]), "word": np.flatnonzero(~is_char), "char": np.flatnonzero(is_char)}
+        nb_columns = np.flatnonzero(~lead)
         blocks = [every[name] for name in _FUSION_SVM_VIEWS]
         n_svms = len(blocks)
         parts = [(train, test) for train, test in folds] + [(np.arange(X.shape[0]), None)]
@@ -250,12 +265,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
                 coef[blocks[b]] = coef_b
                 views.append((coef, icpt.astype(np.float64)))
-            nb = MultinomialNB(alpha=_NB_ALPHA).fit(X[parts[k][0]], labels[parts[k][0]])
+            nb = MultinomialNB(alpha=_NB_ALPHA).fit(X[parts[k][0]][:, nb_columns], labels[parts[k][0]])
             log_prob = nb.feature_log_prob_.T
             # centred per feature: adding the same number to every class changes no probability, and a
             # feature's weight then says how much it favours a class over the average (explanations)
-            views.append(((log_prob - log_prob.mean(axis=1, keepdims=True)).astype(np.float32),
-                          nb.class_log_prior_.astype(np.float64)))
+            coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
+            coef[nb_columns] = log_prob - log_prob.mean(axis=1, keepdims=True)
+            views.append((coef, nb.class_log_prior_.astype(np.float64)))
             return views
 
         truth = np.searchsorted(self.classes_, labels)
@@ -443,6 +459,7 @@ class ComplaintClassifier(BaseEstimator):
             char_weight=f.char_weight,
             n_jobs=cfg.n_jobs,
             progress=self.progress,
+            lead_chars=f.lead_chars,
         )
         X = self.vectorizer_.fit_transform(texts)
         self.heads_: dict[str, TargetHead] = {}
@@ -451,7 +468,7 @@ class ComplaintClassifier(BaseEstimator):
             has = np.array([_is_label(v) for v in y], dtype=bool)
             head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
             self.heads_[name] = head.fit(X[np.flatnonzero(has)], y[has].astype(str),
-                                         char_columns=self.vectorizer_.is_char_)
+                                         char_columns=self.vectorizer_.is_char_, lead_columns=self.vectorizer_.is_lead_)
         self.targets_ = list(self.heads_)
         return X
 
@@ -583,10 +600,12 @@ class ComplaintClassifier(BaseEstimator):
             if contrib[j] <= 0:
                 break
             name = names[idx[j]]
+            lead = name.startswith(LEAD_PREFIX)  # a feature of the text's first characters
+            name = name[len(LEAD_PREFIX):] if lead else name
             is_word = name.startswith(WORD_PREFIX)
             out.append({
                 "term": name[len(WORD_PREFIX):] if is_word else name,
-                "kind": "word" if is_word else "char",
+                "kind": ("lead " if lead else "") + ("word" if is_word else "char"),
                 "weight": round(float(contrib[j]), 4),
             })
         return out

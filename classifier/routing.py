@@ -143,7 +143,8 @@ class RoutedClassifier(ComplaintClassifier):
         cfg = self._config()
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
         y = [str(f) for f in functions if f is not None]
-        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y, char_columns=self.vectorizer_.is_char_)
+        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y, char_columns=self.vectorizer_.is_char_,
+                                 lead_columns=self.vectorizer_.is_lead_)
         # every case also teaches its county (streets, villages, landmarks): used when the text names no place
         known = directory.agencies
         counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
@@ -153,7 +154,8 @@ class RoutedClassifier(ComplaintClassifier):
         if len(set(counties)) >= 2:
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
             X_county = X[np.flatnonzero(rows)]
-            self.heads_[COUNTY] = county_head.fit(X_county, counties, char_columns=self.vectorizer_.is_char_)
+            self.heads_[COUNTY] = county_head.fit(X_county, counties, char_columns=self.vectorizer_.is_char_,
+                                 lead_columns=self.vectorizer_.is_lead_)
             if texts is not None:
                 unnamed = np.array([self.resolver_.resolve(t).county is None
                                     for t, keep in zip(texts, rows) if keep], dtype=bool)
@@ -193,7 +195,8 @@ class RoutedClassifier(ComplaintClassifier):
             test = test[unnamed[test]]
             if not len(test) or len(np.unique(counties[train])) < 2:
                 continue
-            fold_head = clone(head).fit(X[train], counties[train], char_columns=self.vectorizer_.is_char_)
+            fold_head = clone(head).fit(X[train], counties[train], char_columns=self.vectorizer_.is_char_,
+                                 lead_columns=self.vectorizer_.is_lead_)
             d = fold_head.decision_function(X[test])
             full = np.full((len(test), len(classes)), d.min() - 1.0)  # a county the fold never saw: least likely
             full[:, np.searchsorted(classes, fold_head.classes_)] = d

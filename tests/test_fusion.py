@@ -130,3 +130,57 @@ def test_a_head_saved_before_fusion_existed_still_loads_describes_and_predicts(s
     assert old.describe()["kind"] == "svm"
     X = single.vectorizer_.transform(split[1]["text"].tolist()[:5])
     assert np.allclose(old.predict_proba(X), single.heads_["category"].predict_proba(X))
+
+
+# -- the lead: the first characters of a text as blocks of their own ----------------------------------------------
+def test_lead_blocks_are_the_first_characters_normalised_on_their_own(fused):
+    from classifier.features import LEAD_PREFIX, WORD_PREFIX
+
+    vec = fused.vectorizer_
+    assert vec.lead_chars == TrainingConfig().features.lead_chars == 20
+    text = "路灯坏了，" * 3 + "晚上出门很不方便，已经反映过好几次了"
+    feats = vec.analyze(text)
+    lead = [f[1:] for f in feats if f.startswith(LEAD_PREFIX)]
+    # the lead is the normalised text's first 20 characters: "路灯坏了," x 3 and "晚上出门很" (NFKC comma)
+    assert "出门很" in lead and "门很" in lead and "很不" not in lead and "方" not in "".join(lead)
+    assert WORD_PREFIX + "路灯" in lead and "灯坏了" in lead
+    idx, val = vec.transform_one(text)
+    blocks = vec.block_[idx]
+    assert set(blocks) == {0, 1, 2, 3}
+    for b in range(4):  # words, chars, lead words, lead chars: each l2-normalised
+        assert np.linalg.norm(val[blocks == b]) == pytest.approx(1.0, rel=1e-5)
+    assert not vec.is_char_[vec.is_lead_].any()  # lead chars are not the whole text's char block
+
+
+def test_a_fused_head_weighs_the_lead_with_its_word_view_and_a_single_svm_leaves_it_out(fused, single):
+    lead = fused.vectorizer_.is_lead_
+    assert lead.any()
+    assert np.abs(fused.heads_["category"].coef_[lead]).sum() > 0  # word-view SVM weights on lead features
+    assert np.abs(single.heads_["category"].coef_[lead]).max() == 0.0  # never learned: a caller's greeting
+    explanation = fused.explain("路灯不亮，晚上出门摔了一跤", "category", label="道路设施", n_terms=30)
+    assert {e["kind"] for e in explanation} <= {"word", "char", "lead word", "lead char"}
+    assert any(e["kind"].startswith("lead ") for e in explanation)
+    assert all(not e["term"].startswith(("\x01", "\x02")) for e in explanation)
+
+
+def test_lead_chars_zero_gives_the_two_block_model():
+    texts = ["路灯不亮了", "暖气不热了", "路灯坏了很久", "暖气片冰凉"]
+    config = TrainingConfig(min_class_count=1).with_updates(**{"features.lead_chars": 0, "features.min_df": 1})
+    model = ComplaintClassifier(config).fit(texts, {"category": ["道路", "供暖", "道路", "供暖"]})
+    assert not model.vectorizer_.is_lead_.any() and set(model.vectorizer_.block_) == {0, 1}
+
+
+def test_a_vectorizer_saved_before_lead_blocks_existed_reads_text_as_it_did(single):
+    import pickle
+
+    vec = pickle.loads(pickle.dumps(single.vectorizer_))
+    no_lead = pickle.loads(pickle.dumps(vec))
+    for attribute in ("lead_chars", "is_lead_", "block_"):  # what a session-3 vectorizer does not have
+        no_lead.__dict__.pop(attribute, None)
+    assert no_lead.lead_chars == 0 and no_lead.get_params()["lead_chars"] == 0
+    text = "小区暖气片一直不热，屋里才十几度"
+    feats = no_lead.analyze(text)
+    assert not any(f.startswith("\x02") for f in feats)
+    idx, val = no_lead.transform_one(text)
+    assert np.allclose(no_lead.transform([text]).data, val)
+    assert set(no_lead._blocks()[idx]) == {0, 1}

@@ -17,7 +17,7 @@ from training.demo import DEMO_CORPUS
 from training.report import EvaluationDataError, compare, evaluate
 
 PHONE = "13912345678"
-PII_TEXT = f"我家暖气一直不热，联系电话{PHONE}，兴庆区解放东街红绿灯坏了路口堵车"
+PII_TEXT = f"兴庆区解放东街红绿灯坏了路口堵车，联系电话{PHONE}，我家暖气一直不热"
 NEW_AGENCY = "新成立的市数据局"
 TARGETS = {"category": "category", "agency": "agency"}
 

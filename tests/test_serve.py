@@ -79,7 +79,8 @@ def test_predict_explain_and_target_subset(client):
     body = r.json()
     assert list(body["targets"]) == ["category"]
     explanation = body["targets"]["category"]["explanation"]
-    assert explanation and all(e["weight"] > 0 and e["kind"] in ("word", "char") for e in explanation)
+    kinds = ("word", "char", "lead word", "lead char")
+    assert explanation and all(e["weight"] > 0 and e["kind"] in kinds for e in explanation)
     assert any("红绿灯" in e["term"] or "路口" in e["term"] for e in explanation)
     assert len(body["targets"]["category"]["alternatives"]) == 1
 

@@ -812,6 +812,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
     stratify = int(counts[counts >= 2].min()) >= folds
     splitter: Any = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     cfg = clf._config().model.model_copy(update={"calibration": "none"})
+    lead = getattr(clf.vectorizer_, "is_lead_", None)  # a single SVM leaves the lead blocks out, as in training
     scores = np.full((len(given), len(labels)), -np.inf)
     scorable = np.zeros(len(given), dtype=bool)
     for train, test in splitter.split(idx, given[idx] if stratify else None):
@@ -819,7 +820,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
         fold_classes = np.unique(given[train])
         if len(fold_classes) < 2:
             continue
-        h = TargetHead.from_config(cfg, random_state=seed).fit(X[train], given[train])
+        h = TargetHead.from_config(cfg, random_state=seed).fit(X[train], given[train], lead_columns=lead)
         scores[np.ix_(test, np.searchsorted(labels, fold_classes))] = h.decision_function(X[test])
         # a case whose class is missing from the fold's training part cannot be judged
         scorable[test] = np.isin(given[test], fold_classes)

@@ -48,6 +48,7 @@ GRID_KEYS: dict[str, str] = {
     "word_ngrams": "features.word_ngram_range",
     "char_ngrams": "features.char_ngram_range",
     "char_weight": "features.char_weight",
+    "lead_chars": "features.lead_chars",
     "fusion": "model.fusion",
 }
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -195,6 +196,7 @@ def tune(
                 tokenizer=tokenizer, word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
                 min_df=f.min_df, max_df=f.max_df, max_features=f.max_features, sublinear_tf=f.sublinear_tf,
                 char_weight=f.char_weight, n_jobs=1,  # in-process: the token memo lives here
+                lead_chars=f.lead_chars,
             )
             X_train = vec.fit_transform([texts[i] for i in train_idx])
             X_test = vec.transform([texts[i] for i in test_idx])
@@ -206,7 +208,8 @@ def tune(
                     tr = train_idx[pd.notna(y[train_idx])]
                     te = test_idx[pd.notna(y[test_idx])]
                     head = TargetHead.from_config(points[i].model, random_state=config.seed, n_jobs=config.n_jobs)
-                    head.fit(X_train[np.searchsorted(train_idx, tr)], y[tr].astype(str), char_columns=vec.is_char_)
+                    head.fit(X_train[np.searchsorted(train_idx, tr)], y[tr].astype(str), char_columns=vec.is_char_,
+                                     lead_columns=vec.is_lead_)
                     proba = head.predict_proba(X_test[np.searchsorted(test_idx, te)])
                     m = classification_metrics(y[te].astype(str), proba, list(head.classes_))
                     m["nll"] = _nll(y[te].astype(str), proba, head.classes_)
@@ -266,7 +269,7 @@ def _parse_value(flag: str, raw: str) -> Any:
             if raw not in ("auto", "on", "off"):
                 raise ValueError
             return raw
-        if key == "features.min_df":
+        if key in ("features.min_df", "features.lead_chars"):
             return int(raw)
         return float(raw)
     except ValueError:
@@ -274,7 +277,7 @@ def _parse_value(flag: str, raw: str) -> Any:
             "features.word_ngram_range": "ranges like 1-2", "features.char_ngram_range": "ranges like 1-3",
             "model.class_weight": "none or balanced", "model.calibration": "temperature or none",
             "model.fusion": "auto, on or off",
-            "features.min_df": "integers",
+            "features.min_df": "integers", "features.lead_chars": "integers",
         }.get(key, "numbers")
         raise ConfigError(f"--{flag.replace('_', '-')}: expected comma-separated {expected}, got {raw!r}") from None
 
@@ -314,6 +317,8 @@ def add_command(sub: Any) -> None:
     grid.add_argument("--word-ngrams", dest="grid_word_ngrams", metavar="RANGES", help="e.g. 1-1,1-2")
     grid.add_argument("--char-ngrams", dest="grid_char_ngrams", metavar="RANGES", help="e.g. 1-3,2-3")
     grid.add_argument("--char-weight", dest="grid_char_weight", metavar="VALUES", help="e.g. 0.5,1")
+    grid.add_argument("--lead-chars", dest="grid_lead_chars", metavar="VALUES",
+                      help="characters of the text's start given blocks of their own, e.g. 0,20,40")
     grid.add_argument("--fusion", dest="grid_fusion", metavar="VALUES",
                       help="auto,on,off: fused word/char SVM + naive Bayes heads (see TargetHead)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

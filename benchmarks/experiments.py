@@ -212,11 +212,12 @@ def render(table: dict[str, dict[str, tuple[float, float]]], task_names: list[st
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
+def write_section(path: Path, body: str, start: str = START, end: str = END) -> None:
+    """Replace the section between ``start`` and ``end`` in ``path`` with ``body`` (appended if absent)."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + body.rstrip("\n") + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + body.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + body
     path.write_text(text, encoding="utf-8")

@@ -95,7 +95,9 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         feats = self._ngrams(norm)
         lead = self.lead_chars
         if lead:
-            feats.extend([LEAD_PREFIX + f for f in self._ngrams(norm[:lead].strip())])
+            # a text no longer than the lead is its own lead: its features again, without segmenting it twice
+            lead_feats = feats if len(norm) <= lead else self._ngrams(norm[:lead].strip())
+            feats.extend([LEAD_PREFIX + f for f in lead_feats])
         return feats
 
     def _ngrams(self, norm: str) -> list[str]:

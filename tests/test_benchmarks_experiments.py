@@ -50,3 +50,21 @@ def test_write_section_replaces_only_its_own_section(tmp_path: Path):
     write_section(path, f"{START}\nsecond\n{END}\n")
     text = path.read_text(encoding="utf-8")
     assert "second" in text and "first" not in text and text.count(START) == 1 and "other section" in text
+
+
+def test_cv_defaults_scores_every_candidate_on_every_fold_and_writes_its_own_section(tmp_path: Path):
+    from benchmarks import cv_defaults
+
+    task = _task()
+    results = cv_defaults.cross_validate(task, folds=2)
+    assert set(results) == set(cv_defaults.CANDIDATES)
+    assert all(len(folds) == 2 for folds in results.values())
+    assert results[cv_defaults.SHIPPED] == [(1.0, 1.0), (1.0, 1.0)]  # the topics are separable
+    body = cv_defaults.render({"toy": results}, 2, "cmd")
+    assert "| shipped defaults | 1.0000 / 1.0000 |" in body
+    assert "| no lead blocks (lead_chars=0) | 1.0000 / 1.0000 (0 of 2) |" in body  # a tie is not a win
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Benchmarks\n\n{START}\nexperiments\n{END}\n", encoding="utf-8")
+    write_section(path, body, cv_defaults.START, cv_defaults.END)
+    text = path.read_text(encoding="utf-8")
+    assert "experiments" in text and text.count(cv_defaults.START) == 1 and "shipped defaults" in text

@@ -6,9 +6,10 @@ same way), so the fitted object *is* the preprocessing that serving uses.  It is
 millisecond: one pass builds both blocks, with no per-call validation overhead.  The arithmetic is sklearn's:
 smooth idf ``ln((1+n)/(1+df)) + 1``, ``1 + ln(tf)``, each block l2-normalised, then weighted.
 
-With ``lead_chars`` > 0, the same word and char n-grams of the text's first ``lead_chars`` characters form two
-more blocks (the lead: a web message's title, the caller's first sentence).  A fused head gives them to its
-word view, whose weight is fitted; a single SVM leaves them out (model.TargetHead).
+With ``lead_chars`` > 0, the word n-grams of the text's first ``lead_chars`` characters form one more block
+(the lead: a web message's title, the caller's first sentence).  A fused head gives it to its word view,
+whose weight is fitted; a single SVM leaves it out (model.TargetHead).  Lead char n-grams did as well in
+cross-validation and cost three times the features (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -92,17 +93,26 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return self.analyze_normalized(normalize(text, self.normalization))
 
     def analyze_normalized(self, norm: str) -> list[str]:
-        feats = self._ngrams(norm)
+        tokens = self._tokenizer().cut(norm)
+        feats = self._word_ngrams(tokens)
+        n_words = len(feats)
+        lo, hi = self.char_ngram_range
+        # char n-grams run over the text without spaces: web-form debris must not change the features
+        chars = norm.replace(" ", "")
+        n_ch = len(chars)
+        for n in range(lo, hi + 1):
+            feats.extend([chars[i : i + n] for i in range(n_ch - n + 1)])
         lead = self.lead_chars
         if lead:
-            # a text no longer than the lead is its own lead: its features again, without segmenting it twice
-            lead_feats = feats if len(norm) <= lead else self._ngrams(norm[:lead].strip())
-            feats.extend([LEAD_PREFIX + f for f in lead_feats])
+            # the lead's word n-grams (its chars are already the first char n-grams of the text); a text no
+            # longer than the lead is its own lead, and is not segmented twice
+            lead_words = (feats[:n_words] if len(norm) <= lead
+                          else self._word_ngrams(self._tokenizer().cut(norm[:lead].strip())))
+            feats.extend([LEAD_PREFIX + f for f in lead_words])
         return feats
 
-    def _ngrams(self, norm: str) -> list[str]:
+    def _word_ngrams(self, tokens: list[str]) -> list[str]:
         feats: list[str] = []
-        tokens = self._tokenizer().cut(norm)
         lo, hi = self.word_ngram_range
         n_tok = len(tokens)
         for n in range(lo, hi + 1):
@@ -110,12 +120,6 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
                 feats.extend([WORD_PREFIX + t for t in tokens])
             else:
                 feats.extend([WORD_PREFIX + " ".join(tokens[i : i + n]) for i in range(n_tok - n + 1)])
-        lo, hi = self.char_ngram_range
-        # char n-grams run over the text without spaces: web-form debris must not change the features
-        chars = norm.replace(" ", "")
-        n_ch = len(chars)
-        for n in range(lo, hi + 1):
-            feats.extend([chars[i : i + n] for i in range(n_ch - n + 1)])
         return feats
 
     def tokens(self, text: str) -> list[str]:
@@ -159,6 +163,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.is_lead_ = np.array([f.startswith(LEAD_PREFIX) for f in names[kept]], dtype=bool)
         lead_word = np.array([f.startswith(LEAD_PREFIX + WORD_PREFIX) for f in names[kept]], dtype=bool)
         self.block_ = np.where(self.is_lead_, np.where(lead_word, 2, 3), self.is_char_).astype(np.int8)
+        # (3, lead char n-grams, is kept for the arithmetic; this release makes none)
         self.n_documents_ = n_docs
         return self._weight(counts[:, kept])
 

@@ -110,14 +110,16 @@ def test_features_are_float32_and_l2_normalised_per_block(tiny_model):
     assert X.dtype == np.float32
     blocks = tiny_model.vectorizer_.block_
     row = X[0].toarray()[0]
-    for b in range(4):  # words, chars, and the same of the first 20 characters
+    for b in range(3):  # words, chars, and the words of the first 20 characters
         assert np.linalg.norm(row[blocks == b]) == pytest.approx(1.0, rel=1e-5)
+    assert not (blocks == 3).any()
 
 
 def test_explanation_names_the_terms_that_pushed_the_label(tiny_model):
     result = tiny_model.predict_one("李旺镇的空气能坏了", explain=True)
     terms = [e["term"] for e in result["agency"]["explanation"]]
-    assert "李旺镇" in "".join(terms) or "李旺" in terms
+    # without the demo's user dictionary jieba cuts 李旺镇 into single characters: the town's pieces lead
+    assert all("李" in t or "旺" in t or "镇" in t for t in terms[:4]), terms
     weights = [e["weight"] for e in result["agency"]["explanation"]]
     assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)
     assert tiny_model.explain("李旺镇的空气能坏了", "category")[0]["kind"] in ("word", "char", "lead word", "lead char")

@@ -34,9 +34,9 @@ class FeatureConfig(_Strict):
     sublinear_tf: bool = True
     # weight of the char block relative to the word block (each block is l2-normalised on its own)
     char_weight: float = Field(default=1.0, ge=0.0)
-    # the word n-grams of the first N characters as a block of its own (0: none): a web message's title, a
-    # caller's first sentence.  Fused heads weigh it with their word view; single SVMs leave it out.  5-fold CV
-    # on the train splits: tipdm +0.4-0.8 points, thucnews and Qingdao categories equal (BENCHMARKS.md)
+    # the word and char n-grams of the first N characters as blocks of their own (0: none): a web message's
+    # title, a caller's first sentence.  Fused heads weigh them with their word view; single SVMs leave them
+    # out.  5-fold CV on the train splits: tipdm +0.4 points, thucnews and Qingdao equal (BENCHMARKS.md)
     lead_chars: int = Field(default=20, ge=0, le=1000)
     hmm: bool = False
     # "auto": rjieba (jieba-rs: the same dictionary, user dictionary and tokens, ~15x faster) when installed,

@@ -6,10 +6,9 @@ same way), so the fitted object *is* the preprocessing that serving uses.  It is
 millisecond: one pass builds both blocks, with no per-call validation overhead.  The arithmetic is sklearn's:
 smooth idf ``ln((1+n)/(1+df)) + 1``, ``1 + ln(tf)``, each block l2-normalised, then weighted.
 
-With ``lead_chars`` > 0, the word n-grams of the text's first ``lead_chars`` characters form one more block
-(the lead: a web message's title, the caller's first sentence).  A fused head gives it to its word view,
-whose weight is fitted; a single SVM leaves it out (model.TargetHead).  Lead char n-grams did as well in
-cross-validation and cost three times the features (BENCHMARKS.md).
+With ``lead_chars`` > 0, the word and char n-grams of the text's first ``lead_chars`` characters form two more
+blocks (the lead: a web message's title, the caller's first sentence).  A fused head gives them to its word
+view, whose weight is fitted; a single SVM leaves them out (model.TargetHead).
 """
 
 from __future__ import annotations
@@ -93,23 +92,33 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return self.analyze_normalized(normalize(text, self.normalization))
 
     def analyze_normalized(self, norm: str) -> list[str]:
+        feats, lead = self._parts(norm)
+        if lead:
+            feats.extend([LEAD_PREFIX + f for f in lead])
+        return feats
+
+    def _parts(self, norm: str) -> tuple[list[str], list[str]]:
+        """The text's features, and its lead's without their prefix (the lead's char n-grams are the same
+        string objects as the text's first ones, so looking them up again costs no hashing: ``_columns``)."""
         tokens = self._tokenizer().cut(norm)
         feats = self._word_ngrams(tokens)
-        n_words = len(feats)
+        lead_chars = self.lead_chars
+        lead: list[str] = []
+        if lead_chars:
+            # a text no longer than the lead is its own lead, and is not segmented twice
+            lead = (feats[:] if len(norm) <= lead_chars
+                    else self._word_ngrams(self._tokenizer().cut(norm[:lead_chars].strip())))
         lo, hi = self.char_ngram_range
         # char n-grams run over the text without spaces: web-form debris must not change the features
         chars = norm.replace(" ", "")
         n_ch = len(chars)
+        n_lead = len(norm[:lead_chars].replace(" ", "")) if lead_chars else 0
         for n in range(lo, hi + 1):
-            feats.extend([chars[i : i + n] for i in range(n_ch - n + 1)])
-        lead = self.lead_chars
-        if lead:
-            # the lead's word n-grams (its chars are already the first char n-grams of the text); a text no
-            # longer than the lead is its own lead, and is not segmented twice
-            lead_words = (feats[:n_words] if len(norm) <= lead
-                          else self._word_ngrams(self._tokenizer().cut(norm[:lead].strip())))
-            feats.extend([LEAD_PREFIX + f for f in lead_words])
-        return feats
+            grams = [chars[i : i + n] for i in range(n_ch - n + 1)]
+            feats.extend(grams)
+            if n_lead >= n:
+                lead.extend(grams[: n_lead - n + 1])
+        return feats, lead
 
     def _word_ngrams(self, tokens: list[str]) -> list[str]:
         feats: list[str] = []
@@ -163,8 +172,8 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.is_lead_ = np.array([f.startswith(LEAD_PREFIX) for f in names[kept]], dtype=bool)
         lead_word = np.array([f.startswith(LEAD_PREFIX + WORD_PREFIX) for f in names[kept]], dtype=bool)
         self.block_ = np.where(self.is_lead_, np.where(lead_word, 2, 3), self.is_char_).astype(np.int8)
-        # (3, lead char n-grams, is kept for the arithmetic; this release makes none)
         self.n_documents_ = n_docs
+        self.__dict__.pop("_lead_vocab", None)  # a refit vectorizer has new columns
         return self._weight(counts[:, kept])
 
     # -- transforming -----------------------------------------------------------------------------------
@@ -173,7 +182,6 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         only, so a served model never starts a process pool inside a server worker."""
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
-        get = self.vocabulary_.get
         n = len(self.vocabulary_)
         # each feature straight to its fitted column (unknown ones to the extra column n, dropped below): one
         # C-level map per text, no per-batch vocabulary to build and remap as fitting needs
@@ -181,10 +189,34 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         lengths: list[int] = []
         docs = list(raw_documents)
         for t in _progress(docs, len(docs), "featurizing", self.progress, unit="text"):
-            feats = self.analyze(t)
-            chunks.append(np.fromiter(map(get, feats, repeat(n)), dtype=np.int32, count=len(feats)))
-            lengths.append(len(feats))
+            cols = self._columns(t, missing=n)
+            chunks.append(cols)
+            lengths.append(len(cols))
         return self._weight(_count_matrix(chunks, lengths, n + 1)[:, :n])
+
+    def _columns(self, text: str, missing: int) -> np.ndarray:
+        """The fitted column of each feature occurrence of one raw text (``missing`` where unknown)."""
+        feats, lead = self._parts(normalize(text, self.normalization))
+        cols = np.fromiter(map(self.vocabulary_.get, feats, repeat(missing)), dtype=np.int32, count=len(feats))
+        if not lead:
+            return cols
+        lead_get = self._lead_vocabulary().get
+        lead_cols = np.fromiter(map(lead_get, lead, repeat(missing)), dtype=np.int32, count=len(lead))
+        return np.concatenate([cols, lead_cols])
+
+    def _lead_vocabulary(self) -> dict[str, int]:
+        """Column of each lead feature by its name without the prefix (derived from the vocabulary once)."""
+        lead = self.__dict__.get("_lead_vocab")
+        if lead is None:
+            k = len(LEAD_PREFIX)
+            lead = {f[k:]: i for f, i in self.vocabulary_.items() if f.startswith(LEAD_PREFIX)}
+            self._lead_vocab = lead
+        return lead
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_lead_vocab", None)  # derived: rebuilt on first use where the model is loaded
+        return state
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
@@ -218,8 +250,8 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
     def _block_weights(self) -> tuple[float, ...]:
         return (1.0, self.char_weight, 1.0, self.char_weight)
 
-    def _row(self, feats: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.fromiter(map(vocab.get, feats, repeat(-1)), dtype=np.int32, count=len(feats))
+    def _row(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted columns, weights) of one text from the column of each of its feature occurrences."""
         idx = idx[idx >= 0]
         if not len(idx):
             return idx, np.empty(0, dtype=np.float32)
@@ -246,7 +278,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         """Sparse features of one raw text as (indices, values): the fast path for a single request."""
         if "vocabulary_" not in self.__dict__:
             check_is_fitted(self, "vocabulary_")
-        return self._row(self.analyze(text), self.vocabulary_)
+        return self._row(self._columns(text, missing=-1))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "vocabulary_")

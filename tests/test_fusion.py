@@ -133,7 +133,7 @@ def test_a_head_saved_before_fusion_existed_still_loads_describes_and_predicts(s
 
 
 # -- the lead: the first characters of a text as blocks of their own ----------------------------------------------
-def test_the_lead_block_is_the_word_ngrams_of_the_first_characters_normalised_on_its_own(fused):
+def test_lead_blocks_are_the_first_characters_normalised_on_their_own(fused):
     from classifier.features import LEAD_PREFIX, WORD_PREFIX
 
     vec = fused.vectorizer_
@@ -142,19 +142,22 @@ def test_the_lead_block_is_the_word_ngrams_of_the_first_characters_normalised_on
     feats = vec.analyze(text)
     lead = [f[1:] for f in feats if f.startswith(LEAD_PREFIX)]
     # the lead is the normalised text's first 20 characters: "路灯坏了," x 3 and "晚上出门很" (NFKC comma)
-    assert all(f.startswith(WORD_PREFIX) for f in lead)  # words only: its chars are the text's first char n-grams
-    words = {f[1:] for f in lead}
-    assert {"路灯", "晚上", "出门", "路灯 坏"} <= words and not words & {"方便", "不", "反映"}
+    assert "出门很" in lead and "门很" in lead and "很不" not in lead and "方" not in "".join(lead)
+    assert {WORD_PREFIX + w for w in ("路灯", "晚上", "出门")} <= set(lead)
     idx, val = vec.transform_one(text)
     blocks = vec.block_[idx]
-    assert set(blocks) == {0, 1, 2}
-    for b in range(3):  # words, chars, lead words: each l2-normalised
+    assert set(blocks) == {0, 1, 2, 3}
+    for b in range(4):  # words, chars, lead words, lead chars: each l2-normalised
         assert np.linalg.norm(val[blocks == b]) == pytest.approx(1.0, rel=1e-5)
-    assert not vec.is_char_[vec.is_lead_].any()
-    short = "路灯坏了没人修"  # no longer than the lead: its words again, from one segmentation
+    assert not vec.is_char_[vec.is_lead_].any()  # lead chars are not the whole text's char block
+    # the fast path looks the lead up without building prefixed strings: the same columns as the names say
+    by_name = sorted({vec.vocabulary_[f] for f in feats if f in vec.vocabulary_})
+    assert idx.tolist() == by_name
+    np.testing.assert_allclose(vec.transform([text]).toarray()[0][idx], val, rtol=1e-6)
+    short = "路灯坏了没人修"  # no longer than the lead: its features again, from one segmentation
     short_feats = vec.analyze(short)
     assert [f for f in short_feats if f.startswith(LEAD_PREFIX)] == [
-        LEAD_PREFIX + f for f in short_feats if f.startswith(WORD_PREFIX)]
+        LEAD_PREFIX + f for f in short_feats if not f.startswith(LEAD_PREFIX)]
 
 
 def test_a_fused_head_weighs_the_lead_with_its_word_view_and_a_single_svm_leaves_it_out(fused, single):

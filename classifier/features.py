@@ -168,10 +168,8 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             names[i] = f
         self.vocabulary_ = {sys.intern(f): i for i, f in enumerate(names[kept])}
         self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
-        self.is_char_ = np.array([not f.startswith((WORD_PREFIX, LEAD_PREFIX)) for f in names[kept]], dtype=bool)
-        self.is_lead_ = np.array([f.startswith(LEAD_PREFIX) for f in names[kept]], dtype=bool)
-        lead_word = np.array([f.startswith(LEAD_PREFIX + WORD_PREFIX) for f in names[kept]], dtype=bool)
-        self.block_ = np.where(self.is_lead_, np.where(lead_word, 2, 3), self.is_char_).astype(np.int8)
+        self.block_ = np.fromiter(map(_block_of, names[kept]), dtype=np.int8, count=len(kept))
+        self.is_char_ = self.block_ == 1
         self.n_documents_ = n_docs
         self.__dict__.pop("_lead_vocab", None)  # a refit vectorizer has new columns
         return self._weight(counts[:, kept])
@@ -240,6 +238,11 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         X.data *= scale
         return X
 
+    @property
+    def is_lead_(self) -> np.ndarray:
+        """Which features belong to the lead (the first ``lead_chars`` characters' blocks)."""
+        return self._blocks() >= 2
+
     def _blocks(self) -> np.ndarray:
         """Each feature's block: 0 words, 1 chars, 2 lead words, 3 lead chars (each block is l2-normalised)."""
         blocks = self.__dict__.get("block_")
@@ -292,6 +295,14 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
+
+
+def _block_of(feature: str) -> int:
+    """0 word, 1 char, 2 lead word, 3 lead char n-gram (from the prefixes the analyzer gives)."""
+    lead = feature.startswith(LEAD_PREFIX)
+    if lead:
+        feature = feature[len(LEAD_PREFIX):]
+    return 2 * lead + (not feature.startswith(WORD_PREFIX))
 
 
 def _count_chunk(analyzer: ComplaintVectorizer, texts: Sequence[str]) -> tuple[list[str], sp.csr_matrix]:

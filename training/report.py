@@ -812,7 +812,7 @@ def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: 
     stratify = int(counts[counts >= 2].min()) >= folds
     splitter: Any = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
     cfg = clf._config().model.model_copy(update={"calibration": "none"})
-    lead = getattr(clf.vectorizer_, "is_lead_", None)  # a single SVM leaves the lead blocks out, as in training
+    lead = clf.vectorizer_.is_lead_  # a single SVM leaves the lead blocks out, as in training
     scores = np.full((len(given), len(labels)), -np.inf)
     scorable = np.zeros(len(given), dtype=bool)
     for train, test in splitter.split(idx, given[idx] if stratify else None):

@@ -44,6 +44,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "C=2": {"model.C": 2.0},
     "class_weight=balanced": {"model.class_weight": "balanced"},
     "word unigrams only": {"features.word_ngram_range": (1, 1)},
+    "char 1-2-grams": {"features.char_ngram_range": (1, 2)},
     "char 1-2-grams, C=2": {"features.char_ngram_range": (1, 2), "model.C": 2.0},
 }
 

@@ -68,3 +68,49 @@ def test_cv_defaults_scores_every_candidate_on_every_fold_and_writes_its_own_sec
     write_section(path, body, cv_defaults.START, cv_defaults.END)
     text = path.read_text(encoding="utf-8")
     assert "experiments" in text and text.count(cv_defaults.START) == 1 and "shipped defaults" in text
+
+
+def test_learning_curve_subsamples_each_class_in_proportion_and_keeps_rare_classes():
+    from benchmarks.learning_curve import subsample
+
+    labels = np.array(["a"] * 40 + ["b"] * 8 + ["c"])
+    idx = subsample(labels, 0.25)
+    kept = labels[idx]
+    assert (kept == "a").sum() == 10 and (kept == "b").sum() == 2 and (kept == "c").sum() == 1
+    assert list(idx) == sorted(set(idx))  # no repeats, in the data's order
+    assert len(subsample(labels, 1.0)) == len(labels)
+    try:
+        subsample(labels, 0.0)
+    except ValueError as exc:
+        assert "fraction must be in (0, 1]" in str(exc)
+    else:
+        raise AssertionError("a zero fraction must be refused")
+
+
+def test_learning_curve_line_and_the_cases_it_needs_for_a_target():
+    from benchmarks.learning_curve import cases_for, line
+
+    # 0.80 at 1,000 cases, +0.02 per doubling
+    points = [{"n": n, "accuracy": 0.80 + 0.02 * np.log2(n / 1000)} for n in (250, 500, 1000, 2000)]
+    intercept, slope = line(points, "accuracy")
+    assert abs(slope - 0.02) < 1e-9
+    assert abs(cases_for(0.84, intercept, slope) - 4000) < 1e-6  # two more doublings
+    assert cases_for(0.84, intercept, 0.0) == float("inf")  # a flat curve never gets there
+
+
+def test_learning_curve_scores_every_point_and_writes_the_targets_of_known_data_sets():
+    from benchmarks.learning_curve import END as LC_END
+    from benchmarks.learning_curve import FRACTIONS, curve, render
+    from benchmarks.learning_curve import START as LC_START
+
+    task = _task()
+    r = curve(task)
+    assert FRACTIONS == (0.125, 0.25, 0.5, 1.0)
+    assert [p["n"] for p in r["points"]] == [6, 12, 24, 48]  # 2, 4, 8 and 16 of each topic's 16
+    assert r["points"][-1]["accuracy"] == 1.0  # all of train: separable topics
+    assert r["extended"]["n"] == 48 + 6  # train + half of the 12 evaluation texts
+    assert r["extended"]["paired"]["n"] == 12  # every evaluation text scored once
+    body = render({"tipdm": r}, "cmd", 1.0)
+    assert body.startswith(LC_START) and body.rstrip().endswith(LC_END)
+    assert "| tipdm | 48 (1 of train) | 1.0000 | 1.0000 | 1.0000 |" in body
+    assert "| tipdm | accuracy | 0.935 | 1.0000 |" in body  # the target, against the current figure

@@ -143,7 +143,7 @@ class RoutedClassifier(ComplaintClassifier):
         cfg = self._config()
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
         y = [str(f) for f in functions if f is not None]
-        self.heads_[FUNCTION] = head.fit(X[np.flatnonzero(rows)], y, char_columns=self.vectorizer_.is_char_,
+        self.heads_[FUNCTION] = head.fit(self._head_rows(X, rows), y, char_columns=self.vectorizer_.is_char_,
                                  lead_columns=self.vectorizer_.is_lead_)
         # every case also teaches its county (streets, villages, landmarks): used when the text names no place
         known = directory.agencies
@@ -153,7 +153,7 @@ class RoutedClassifier(ComplaintClassifier):
         county_calibration = None
         if len(set(counties)) >= 2:
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
-            X_county = X[np.flatnonzero(rows)]
+            X_county = self._head_rows(X, rows)
             self.heads_[COUNTY] = county_head.fit(X_county, counties, char_columns=self.vectorizer_.is_char_,
                                  lead_columns=self.vectorizer_.is_lead_)
             if texts is not None:

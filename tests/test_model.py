@@ -7,6 +7,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from classifier.config import TrainingConfig
 from classifier.errors import (
     ComplaintInputError,
     EmptyTextError,
@@ -15,7 +16,7 @@ from classifier.errors import (
     TrainingDataError,
     UnknownTargetError,
 )
-from classifier.features import ComplaintVectorizer
+from classifier.features import WORD_PREFIX, ComplaintVectorizer
 from classifier.model import ComplaintClassifier, TargetHead
 from classifier.store import ModelStore
 from tests.conftest import TINY_CASES, tiny_config
@@ -209,3 +210,32 @@ def test_temperature_is_fitted_from_out_of_fold_scores_and_keeps_the_ranking(tin
     np.testing.assert_array_equal(
         np.argmax(head.decision_function(X), axis=1), np.argmax(head.predict_proba(X), axis=1)
     )
+
+
+def test_a_target_labeled_on_some_texts_learns_only_from_features_of_its_own_texts():
+    """An agency is set on the forwarded cases only: a word the vectorizer admitted because of the other texts,
+    seen in one of the agency's cases, must not become that agency's name-like cue (weight exactly zero),
+    while the category head, labeled everywhere, learns it."""
+
+    forwarded = [("小区路灯不亮", "路灯", "城管局"), ("路灯坏了晚上很黑", "路灯", "城管局"),
+                 ("路灯一直闪", "路灯", "城管局"), ("供水管道漏水", "供水", "水务集团"),
+                 ("停水三天没人管", "供水", "水务集团"), ("水管爆裂漏水", "供水", "水务集团"),
+                 ("红星社区路灯不亮", "路灯", "城管局")]
+    # "红星社区" occurs in one forwarded case and in unforwarded ones, all about water
+    unforwarded = [("红星社区停水", "供水", None), ("红星社区水压低", "供水", None), ("红星社区水管漏水", "供水", None)]
+    cases = forwarded + unforwarded
+    texts = [t for t, _, _ in cases]
+    model = ComplaintClassifier(TrainingConfig(min_class_count=1)).fit(
+        texts, {"category": [c for _, c, _ in cases], "agency": [a for _, _, a in cases]})
+    tokens = model.tokens("红星社区")
+    assert "红星" in tokens or "红星社区" in tokens
+    word = WORD_PREFIX + next(t for t in tokens if t.startswith("红星"))
+    col = model.vectorizer_.vocabulary_[word]  # admitted: in 4 texts, min_df 2
+    assert np.abs(model.heads_["agency"].coef_[col]).max() == 0.0
+    assert np.abs(model.heads_["category"].coef_[col]).max() > 0.0
+    # the agency head is the one an agency-only model would learn on its own vocabulary: same answers
+    alone = ComplaintClassifier(TrainingConfig(min_class_count=1)).fit(
+        [t for t, _, a in forwarded], {"agency": [a for _, _, a in forwarded]})
+    probe = ["红星社区路灯坏了", "停水了", "路灯不亮"]
+    expected = ["城管局", "水务集团", "城管局"]
+    assert model.predict(probe, ["agency"])["agency"] == alone.predict(probe)["agency"] == expected

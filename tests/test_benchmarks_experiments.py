@@ -114,3 +114,36 @@ def test_learning_curve_scores_every_point_and_writes_the_targets_of_known_data_
     assert body.startswith(LC_START) and body.rstrip().endswith(LC_END)
     assert "| tipdm | 48 (1 of train) | 1.0000 | 1.0000 | 1.0000 |" in body
     assert "| tipdm | accuracy | 0.935 | 1.0000 |" in body  # the target, against the current figure
+
+
+def test_joint_targets_scores_the_three_ways_on_test_and_in_cv():
+    import pandas as pd
+
+    from benchmarks import joint_targets as jt
+
+    rows = []
+    rng = np.random.default_rng(1)
+    agency_of = {"交通": "交通局", "环境": "环保局", "教育": "教育局"}
+    for split, n in (("train", 12), ("test", 4)):
+        for label, phrases in TOPICS.items():
+            for i in range(n):
+                forwarded = i % 3 != 0  # a third of the cases are not forwarded: no agency
+                rows.append({"text": f"{phrases[i % 4]}，第{rng.integers(1, 99)}次反映", "category": label,
+                             "agency": agency_of[label] if forwarded or split == "test" else None,
+                             "split": split})
+    r = jt.run(pd.DataFrame(rows), folds=2)
+    assert r["n_train"] == 36 and r["n_forwarded"] == 24 and r["n_test"] == 12
+    assert r["test"] == {jt.ALONE: 1.0, jt.BEFORE: 1.0, jt.SHIPPED: 1.0}  # separable topics
+    assert set(r["paired"]) == {jt.BEFORE, jt.SHIPPED} and r["paired"][jt.SHIPPED]["only_other_right"] == 0
+    assert all(len(v) == 2 for v in r["cv"].values())
+    body = jt.render(r, "cmd", 1.0)
+    assert body.startswith(jt.START) and body.rstrip().endswith(jt.END)
+    assert f"| {jt.SHIPPED} | 1.0000 | 0 / 0 cases right only here / only alone, p = 1: no significant difference |" \
+        in body
+
+
+def test_joint_targets_without_data_says_so(tmp_path: Path, capsys):
+    from benchmarks import joint_targets as jt
+
+    assert jt.main(["--data", str(tmp_path), "--no-write"]) == 1
+    assert "not found" in capsys.readouterr().err

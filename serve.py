@@ -350,6 +350,9 @@ class HeadInfo(BaseModel):
     classes: int
     fusion_weights: dict[str, float] | None = None
     temperature: float
+    features_used: int | None = Field(default=None, description="features with a weight for some class (fewer "
+                                      "than the vectorizer's for a target labeled on part of the texts); None "
+                                      "for models saved before it was recorded")
 
 
 class TargetInfo(BaseModel):

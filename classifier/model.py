@@ -216,8 +216,12 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         """How this head turns features into probabilities (for the manifest, the model card and /model)."""
         check_is_fitted(self, "coef_")
         weights = getattr(self, "fusion_weights_", None)
+        # features with a weight for some class: fewer than the vectorizer's where the head leaves blocks out
+        # (the lead, for a single SVM) or was labeled on part of the texts (``ComplaintClassifier._head_rows``)
+        used = int(np.count_nonzero(np.any(self.coef_ != 0, axis=1)))
         return {"kind": "fused" if weights else "svm", "classes": len(self.classes_),
-                "fusion_weights": weights, "temperature": round(float(self.temperature_), 6)}
+                "fusion_weights": weights, "temperature": round(float(self.temperature_), 6),
+                "features_used": used}
 
     def _fuses(self, labels: np.ndarray, folds: list, char_columns: np.ndarray | None) -> bool:
         if self.fusion == "off" or not folds or char_columns is None:

@@ -50,6 +50,7 @@ def test_train_prints_metrics_and_makes_the_first_version_current(export, tmp_pa
     assert result["current"] is True
     assert 0.7 <= result["metrics"]["category"]["accuracy"] <= 1.0
     assert result["heads"]["category"]["kind"] in ("fused", "svm") and result["heads"]["category"]["classes"] == 4
+    assert result["heads"]["category"]["features_used"] > 0
 
 
 def test_predict_json_has_the_service_shape(trained_store, capsys):

@@ -233,6 +233,10 @@ def test_a_target_labeled_on_some_texts_learns_only_from_features_of_its_own_tex
     col = model.vectorizer_.vocabulary_[word]  # admitted: in 4 texts, min_df 2
     assert np.abs(model.heads_["agency"].coef_[col]).max() == 0.0
     assert np.abs(model.heads_["category"].coef_[col]).max() > 0.0
+    # the manifest says how many features each head learned from
+    used = {name: head.describe()["features_used"] for name, head in model.heads_.items()}
+    assert used["agency"] < used["category"] <= len(model.vectorizer_.vocabulary_)
+    assert used["agency"] == int(np.count_nonzero(np.any(model.heads_["agency"].coef_ != 0, axis=1)))
     # the agency head is the one an agency-only model would learn on its own vocabulary: same answers
     alone = ComplaintClassifier(TrainingConfig(min_class_count=1)).fit(
         [t for t, _, a in forwarded], {"agency": [a for _, _, a in forwarded]})

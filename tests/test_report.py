@@ -236,6 +236,8 @@ def test_model_card_and_notebook_view(report, saved):
     calibration = summary["county_calibration"]
     assert (f"calibrated on the {calibration['unnamed_cases']} training cases that name none: temperature "
             f"{calibration['temperature']}") in card
+    used = report.manifest["heads"]["category"]["features_used"]
+    assert used > 0 and f"classes, {used:,} features used" in card
     top = report.targets["category"].pairs.iloc[0]
     assert f"{top['true']} → {top['predicted']}: {top['count']} case(s)" in card
     fragment = report._repr_html_()

@@ -307,6 +307,7 @@ def test_health_ready_and_model(client, store, tiny_model):
     assert head["kind"] == "svm" and head["fusion_weights"] is None
     assert head["temperature"] == pytest.approx(tiny_model.heads_["category"].temperature_, abs=1e-6)
     assert head["classes"] == len(tiny_model.classes("category"))
+    assert head["features_used"] == tiny_model.heads_["category"].describe()["features_used"] > 0
 
 
 def test_demo_model_reports_hold_out_metrics_and_routing(demo_store):

@@ -141,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                    else f"temperature {head['temperature']:.3g}")
             if head["kind"] == "fused" and head["temperature"] != 1.0:  # recalibrated (the routing county head)
                 how += f"; temperature {head['temperature']:.3g}"
-            print(f"head {name}: {head['kind']} ({how}), {head['classes']} classes")
+            print(f"head {name}: {head['kind']} ({how}), {head['classes']} classes, "
+                  f"{head['features_used']:,} features used")
         routing = getattr(model, "routing_summary_", None)
         if routing:
             print(_routing_line(routing))

@@ -355,6 +355,12 @@ def render_page(report: Report) -> str:
 
 
 # -- model card -----------------------------------------------------------------------------------------------------
+def _used(head: dict[str, Any]) -> str:
+    """", N features used" when the manifest says (models saved before session 5 do not)."""
+    used = head.get("features_used")
+    return f", {used:,} features used" if isinstance(used, int) else ""
+
+
 def render_model_card(report: Report) -> str:
     """Markdown model card from the manifest and this evaluation (no complaint text in it)."""
     m = report.manifest or {}
@@ -371,10 +377,10 @@ def render_model_card(report: Report) -> str:
     for name, head in (m.get("heads") or {}).items():
         if isinstance(head, dict) and head.get("kind") == "fused":
             weights = ", ".join(f"{k} {v:.3g}" for k, v in (head.get("fusion_weights") or {}).items())
-            lines.append(f"- head {name}: fused views ({weights}), {head.get('classes')} classes")
+            lines.append(f"- head {name}: fused views ({weights}), {head.get('classes')} classes{_used(head)}")
         elif isinstance(head, dict):
             lines.append(f"- head {name}: linear SVM, temperature {head.get('temperature')}, "
-                         f"{head.get('classes')} classes")
+                         f"{head.get('classes')} classes{_used(head)}")
     directory = data.get("directory") if isinstance(data, dict) else None
     if isinstance(directory, dict):
         facts = ", ".join(f"{k} {v}" for k, v in directory.items() if isinstance(v, (int, str)) and k != "source")

@@ -15,7 +15,6 @@ The results are written between the ``cv-defaults`` markers of BENCHMARKS.md.  ~
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -30,8 +29,8 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, tasks_for_command  # noqa: E402
-from benchmarks.experiments import write_section  # noqa: E402
+from benchmarks.datasets import Task, tasks_for_command  # noqa: E402
+from benchmarks.experiments import command_line, publish, section_parser  # noqa: E402
 from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
 
@@ -89,12 +88,8 @@ def render(results: dict[str, dict[str, list[tuple[float, float]]]], folds: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--tasks", default=",".join(TASK_NAMES))
+    p = section_parser(__doc__)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--no-write", action="store_true", help="print the table instead of writing BENCHMARKS.md")
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
@@ -107,14 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         results[task.name] = cross_validate(task, args.folds)
         print(f"{task.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    given = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python -m benchmarks.cv_defaults" + (" " + " ".join(given) if given else "")
+    command = command_line("benchmarks.cv_defaults", argv)
     body = render(results, args.folds, command)
-    if args.no_write:
-        print(body)
-    else:
-        write_section(args.out, body, START, END)
-        print(f"wrote the cv-defaults section of {args.out}", file=sys.stderr)
+    publish(body, args, START, END, "cv-defaults")
     return 0
 
 

@@ -61,7 +61,7 @@ NEIGHBOUR_SIMILARITY = 0.9
 SHIPPED = "shipped head (fusion auto)"
 
 
-def features(task: Task) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+def features(task: Task) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
     f = TrainingConfig().features
     vec = ComplaintVectorizer(ComplaintTokenizer(hmm=f.hmm, segmenter=f.segmenter),
                               word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
@@ -223,24 +223,40 @@ def write_section(path: Path, body: str, start: str = START, end: str = END) -> 
     path.write_text(text, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def section_parser(doc: str, tasks: bool = True) -> argparse.ArgumentParser:
+    """The options every script that writes a BENCHMARKS.md section takes: --data, [--tasks,] --out, --no-write."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--tasks", default=",".join(TASK_NAMES))
+    if tasks:
+        p.add_argument("--tasks", default=",".join(TASK_NAMES))
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--no-write", action="store_true", help="print the table instead of writing BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    return p
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that ran ``module`` with these arguments, as its section quotes it."""
+    given = argv if argv is not None else sys.argv[1:]
+    return f".venv/bin/python -m {module}" + (" " + " ".join(given) if given else "")
+
+
+def publish(body: str, args: argparse.Namespace, start: str, end: str, name: str) -> None:
+    """Print ``body`` (``--no-write``) or write it between its markers in ``args.out``."""
+    if args.no_write:
+        print(body)
+    else:
+        write_section(args.out, body, start, end)
+        print(f"wrote the {name} section of {args.out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = section_parser(__doc__)
     args = p.parse_args(argv)
     tasks, _ = tasks_for_command(p, args.data, args.tasks, "the experiments script")
     if not tasks:
         return 1
-    given = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python -m benchmarks.experiments" + (" " + " ".join(given) if given else "")
-    body = render(run(tasks), [t.name for t in tasks], command)
-    if args.no_write:
-        print(body)
-    else:
-        write_section(args.out, body)
-        print(f"wrote the experiments section of {args.out}", file=sys.stderr)
+    body = render(run(tasks), [t.name for t in tasks], command_line("benchmarks.experiments", argv))
+    publish(body, args, START, END, "experiments")
     return 0
 
 

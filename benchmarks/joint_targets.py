@@ -20,7 +20,6 @@ scored).  Written between the ``joint-targets`` markers of BENCHMARKS.md.  ~4 mi
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -37,8 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.datasets import DEFAULT_DATA  # noqa: E402
-from benchmarks.experiments import write_section  # noqa: E402
+from benchmarks.experiments import command_line, publish, section_parser  # noqa: E402
 from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
 from training.metrics import paired_accuracy_test  # noqa: E402
@@ -119,11 +117,8 @@ def render(r: dict[str, Any], command: str, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p = section_parser(__doc__, tasks=False)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error(f"--folds must be at least 2, got {args.folds}")
@@ -135,14 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")  # liblinear convergence chatter on rare-class folds
     t0 = time.perf_counter()
     result = run(pd.read_csv(path), args.folds)
-    given = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python -m benchmarks.joint_targets" + (" " + " ".join(given) if given else "")
+    command = command_line("benchmarks.joint_targets", argv)
     body = render(result, command, time.perf_counter() - t0)
-    if args.no_write:
-        print(body)
-    else:
-        write_section(args.out, body, START, END)
-        print(f"wrote the joint-targets section of {args.out}", file=sys.stderr)
+    publish(body, args, START, END, "joint-targets")
     return 0
 
 

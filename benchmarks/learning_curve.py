@@ -20,7 +20,6 @@ The results are written between the ``learning-curve`` markers of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -35,8 +34,8 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.datasets import DEFAULT_DATA, TASK_NAMES, Task, tasks_for_command  # noqa: E402
-from benchmarks.experiments import write_section  # noqa: E402
+from benchmarks.datasets import Task, tasks_for_command  # noqa: E402
+from benchmarks.experiments import command_line, publish, section_parser  # noqa: E402
 from benchmarks.run import TARGETS  # noqa: E402
 from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
@@ -162,11 +161,7 @@ def render(results: dict[str, dict[str, Any]], command: str, seconds: float) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--tasks", default=",".join(TASK_NAMES))
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    p = section_parser(__doc__)
     args = p.parse_args(argv)
     tasks, _ = tasks_for_command(p, args.data, args.tasks, "the learning-curve script")
     if not tasks:
@@ -178,14 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         results[task.name] = curve(task)
         print(f"{task.name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
-    given = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python -m benchmarks.learning_curve" + (" " + " ".join(given) if given else "")
+    command = command_line("benchmarks.learning_curve", argv)
     body = render(results, command, time.perf_counter() - t0)
-    if args.no_write:
-        print(body)
-    else:
-        write_section(args.out, body, START, END)
-        print(f"wrote the learning-curve section of {args.out}", file=sys.stderr)
+    publish(body, args, START, END, "learning-curve")
     return 0
 
 

@@ -39,7 +39,7 @@ from .errors import (
 from .features import LEAD_PREFIX, WORD_PREFIX, ComplaintVectorizer
 from .text import ComplaintTokenizer
 
-__all__ = ["ComplaintClassifier", "TargetHead", "check_texts", "check_places", "prediction_record"]
+__all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
 
 MAX_PLACE_HINT = 200  # characters: a county, a town, an address line
 
@@ -477,23 +477,8 @@ class ComplaintClassifier(BaseEstimator):
         return X
 
     def _head_rows(self, X: sp.csr_matrix, has: np.ndarray) -> sp.csr_matrix:
-        """The rows of ``X`` a head labeled on ``has`` (a boolean mask) learns from.
-
-        A target labeled on part of the texts (an agency: only on the forwarded cases) sees only the features
-        in at least ``min_df`` of *its* texts, as if the vectorizer had been fitted on them alone: the others
-        were admitted because of texts it has no label for, and each occurs in one of its cases, which with a
-        few cases per class it fits like a name (Qingdao agencies trained beside categories: 0.8256 without,
-        0.8367 with this, 0.8404 alone; BENCHMARKS.md).  A zeroed column gets a zero weight (the SVM never
-        sees it; naive Bayes gives it one log-probability for every class, which centring removes), so the
-        head needs no mask at prediction time."""
-        has = np.asarray(has, dtype=bool)
-        if has.all():
-            return X
-        rows = X[np.flatnonzero(has)].tocsr()
-        df = np.bincount(rows.indices, minlength=rows.shape[1])
-        rows.data[df[rows.indices] < self._config().features.min_df] = 0.0
-        rows.eliminate_zeros()
-        return rows
+        """The rows of ``X`` a head labeled on ``has`` learns from (``head_rows`` with the config's min_df)."""
+        return head_rows(X, has, self._config().features.min_df)
 
     # -- introspection ----------------------------------------------------------------------------------
     def classes(self, target: str) -> list[str]:
@@ -687,6 +672,27 @@ def _ranked_rows(classes: np.ndarray, P: np.ndarray, top_k: int) -> list[dict[st
         alts = [{"label": str(classes[j]), "score": round(s, 6)} for j, s in zip(js, ss, strict=True)]
         out.append({"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts})
     return out
+
+
+def head_rows(X: sp.csr_matrix, has: np.ndarray, min_df: int) -> sp.csr_matrix:
+    """The rows of ``X`` a head labeled on ``has`` (a boolean mask) learns from.
+
+    A target labeled on part of the texts (an agency: only on the forwarded cases) sees only the features in
+    at least ``min_df`` of *its* texts, as if the vectorizer had been fitted on them alone: the others were
+    admitted because of texts it has no label for, and each occurs in one of its cases, which with a few cases
+    per class it fits like a name (Qingdao agencies trained beside categories: 0.8256 without, 0.8367 with
+    this, 0.8404 alone; BENCHMARKS.md, joint targets).  A zeroed column gets a zero weight (the SVM never sees
+    it; naive Bayes gives it one log-probability for every class, which centring removes), so the head needs
+    no mask at prediction time.  ``training.tune`` scores heads through this too, so it measures what
+    ``train`` fits."""
+    has = np.asarray(has, dtype=bool)
+    if has.all():
+        return X
+    rows = X[np.flatnonzero(has)].tocsr()
+    df = np.bincount(rows.indices, minlength=rows.shape[1])
+    rows.data[df[rows.indices] < min_df] = 0.0
+    rows.eliminate_zeros()
+    return rows
 
 
 def _is_label(v: Any) -> bool:

@@ -134,3 +134,37 @@ def test_cli_reports_a_bad_grid_as_an_error_line(small, capsys):
     code = main(["tune", small[1], "--text", "text", "--category", "category", "--C", "x"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "error: --C: expected comma-separated numbers, got 'x'"
+
+
+def test_a_partly_labeled_target_is_scored_as_train_would_fit_it(small):
+    """tune fits its heads itself (features shared across grid points): an agency labeled on part of the cases
+    must learn from the same rows and features as ``ComplaintClassifier.fit`` would, or tune would rank
+    settings by a model train never makes."""
+    import numpy as np
+
+    from classifier.model import ComplaintClassifier
+    from training.data import validate
+    from training.metrics import classification_metrics
+    from training.splits import kfold_splits
+
+    df = small[0].copy()
+    df.loc[df.index % 3 == 0, "agency"] = None  # a third not forwarded
+    config = TrainingConfig(min_class_count=1, n_jobs=1).with_updates(**{"model.C": 1.0})
+    targets = {"category": "category", "agency": "agency"}
+    res = tune(df, text="text", targets=targets, grid={"model.C": [1.0]}, config=config, folds=2)
+    clean, _ = validate(df, "text", targets, min_class_count=1)
+    texts = np.asarray(clean["text"].tolist(), dtype=object)
+    agency = clean["agency"].to_numpy()
+    accuracy, macro_f1 = [], []
+    for train_idx, test_idx in kfold_splits(clean["category"].fillna("\x00").to_numpy(), 2, config.seed):
+        model = ComplaintClassifier(config).fit(
+            texts[train_idx].tolist(), {"category": clean["category"].to_numpy()[train_idx].tolist(),
+                                        "agency": agency[train_idx].tolist()})
+        te = test_idx[pd.notna(agency[test_idx])]
+        m = classification_metrics(agency[te].astype(str), model.predict_proba(texts[te].tolist(), "agency"),
+                                   model.classes("agency"))
+        accuracy.append(m["accuracy"])
+        macro_f1.append(m["macro_f1"])
+    scores = res.rows[0]["scores"]["agency"]
+    assert scores["accuracy"] == pytest.approx(np.mean(accuracy), abs=1e-12)
+    assert scores["macro_f1"] == pytest.approx(np.mean(macro_f1), abs=1e-12)

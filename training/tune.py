@@ -30,7 +30,7 @@ import pandas as pd
 from classifier.config import TrainingConfig
 from classifier.errors import ConfigError, TrainingDataError
 from classifier.features import ComplaintVectorizer
-from classifier.model import TargetHead
+from classifier.model import TargetHead, head_rows
 from classifier.text import ComplaintTokenizer
 
 from .data import default_targets, read_table, validate
@@ -208,8 +208,9 @@ def tune(
                     tr = train_idx[pd.notna(y[train_idx])]
                     te = test_idx[pd.notna(y[test_idx])]
                     head = TargetHead.from_config(points[i].model, random_state=config.seed, n_jobs=config.n_jobs)
-                    head.fit(X_train[np.searchsorted(train_idx, tr)], y[tr].astype(str), char_columns=vec.is_char_,
-                                     lead_columns=vec.is_lead_)
+                    # the same rows (and, for a partly labeled target, the same features) train would fit on
+                    head.fit(head_rows(X_train, pd.notna(y[train_idx]), f.min_df), y[tr].astype(str),
+                             char_columns=vec.is_char_, lead_columns=vec.is_lead_)
                     proba = head.predict_proba(X_test[np.searchsorted(test_idx, te)])
                     m = classification_metrics(y[te].astype(str), proba, list(head.classes_))
                     m["nll"] = _nll(y[te].astype(str), proba, head.classes_)

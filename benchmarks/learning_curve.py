@@ -4,7 +4,8 @@
 
 For each data set the whole product (``ComplaintClassifier(TrainingConfig())``) is fitted on
 
-- 1/8, 1/4, 1/2 and all of the train split (each class sampled in proportion, at least one case; seed 0) and
+- 1/8, 1/4, 1/2 and all of the train split (``training.curve.subsample``: each class in proportion, at least
+  one case; seed 0) and
   scored on the whole evaluation split;
 - the train split *plus half of the evaluation split*, scored on the other half, both ways round (a stratified
   2-fold split of the evaluation split), so every evaluation case is scored once by a model that never saw it:
@@ -39,23 +40,12 @@ from benchmarks.experiments import command_line, publish, section_parser  # noqa
 from benchmarks.run import TARGETS  # noqa: E402
 from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import ComplaintClassifier  # noqa: E402
+from training.curve import subsample  # noqa: E402
 from training.metrics import classification_metrics, paired_accuracy_test  # noqa: E402
 
 START, END = "<!-- learning-curve:start -->", "<!-- learning-curve:end -->"
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 METRICS = ("accuracy", "macro_f1", "top3_accuracy")
-
-
-def subsample(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """Indices of about ``fraction`` of the cases of each class (at least one per class), in their order."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    rng = np.random.default_rng(seed)
-    keep: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        keep.append(rng.choice(idx, size=max(1, round(fraction * len(idx))), replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 def _fit(texts: list[str], labels: list[str]) -> ComplaintClassifier:

@@ -70,23 +70,6 @@ def test_cv_defaults_scores_every_candidate_on_every_fold_and_writes_its_own_sec
     assert "experiments" in text and text.count(cv_defaults.START) == 1 and "shipped defaults" in text
 
 
-def test_learning_curve_subsamples_each_class_in_proportion_and_keeps_rare_classes():
-    from benchmarks.learning_curve import subsample
-
-    labels = np.array(["a"] * 40 + ["b"] * 8 + ["c"])
-    idx = subsample(labels, 0.25)
-    kept = labels[idx]
-    assert (kept == "a").sum() == 10 and (kept == "b").sum() == 2 and (kept == "c").sum() == 1
-    assert list(idx) == sorted(set(idx))  # no repeats, in the data's order
-    assert len(subsample(labels, 1.0)) == len(labels)
-    try:
-        subsample(labels, 0.0)
-    except ValueError as exc:
-        assert "fraction must be in (0, 1]" in str(exc)
-    else:
-        raise AssertionError("a zero fraction must be refused")
-
-
 def test_learning_curve_line_and_the_cases_it_needs_for_a_target():
     from benchmarks.learning_curve import cases_for, line
 

@@ -337,10 +337,10 @@ COMMANDS: list[Callable[[Any], None]] = [_add_train, _add_predict, _add_models, 
 
 
 def _optional_commands() -> Iterable[Callable[[Any], None]]:
-    """Commands that live in their own modules (serve, report, tune); each module offers ``add_command``."""
+    """Commands that live in their own modules (serve, report, tune, learning-curve); each offers ``add_command``."""
     import importlib
 
-    for module in ("serve", "training.report", "training.tune"):
+    for module in ("serve", "training.report", "training.tune", "training.curve"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -35,7 +35,7 @@ from classifier.text import ComplaintTokenizer
 
 from .data import default_targets, read_table, validate
 from .metrics import classification_metrics
-from .splits import group_values, kfold_splits
+from .splits import Split, group_values, kfold_splits
 
 __all__ = ["GRID_KEYS", "DEFAULT_GRID", "TuneResult", "tune", "parse_grid", "add_command"]
 
@@ -138,6 +138,30 @@ def grid_points(base: TrainingConfig, grid: Mapping[str, Sequence[Any]]) -> list
     return [base.with_updates(**dict(zip(keys, combo))) for combo in itertools.product(*grid.values())]
 
 
+def cv_folds(data: pd.DataFrame | str | Path, text: str, targets: Mapping[str, str] | None, config: TrainingConfig,
+             folds: int, encoding: str | None = None, group: str | None = None,
+             ) -> tuple[pd.DataFrame, list[str], list[Split]]:
+    """The validated rows (as ``train`` validates them), the target names and the k folds (stratified by the
+    first target, ``group``'s rows kept together) that ``tune`` and ``learning_curve`` score on."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
+        raise ConfigError(f"folds must be an integer from 2 to 20, got {folds!r}")
+    if isinstance(data, (str, Path)):
+        data = read_table(data, encoding=encoding)
+    if targets is None:
+        targets = default_targets(data)
+    clean, _ = validate(data, text, targets, min_class_count=config.min_class_count,
+                        rare_policy=config.rare_policy, other_label=config.other_label,
+                        drop_duplicates=config.drop_duplicates)
+    names = list(targets)
+    strat = clean[names[0]].fillna("\x00").to_numpy()
+    groups = group_values(data, group, clean) if group is not None else None
+    try:
+        splits = kfold_splits(strat, folds, config.seed, groups)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{exc}. Lower --folds") from None
+    return clean, names, splits
+
+
 def tune(
     data: pd.DataFrame | str | Path,
     text: str = "text",
@@ -158,24 +182,9 @@ def tune(
     config = config or TrainingConfig()
     grid = {k: list(v) for k, v in (grid if grid is not None else DEFAULT_GRID).items()}
     say = log or (lambda _msg: None)
-    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
-        raise ConfigError(f"folds must be an integer from 2 to 20, got {folds!r}")
     points = grid_points(config, grid)
-    if isinstance(data, (str, Path)):
-        data = read_table(data, encoding=encoding)
-    if targets is None:
-        targets = default_targets(data)
-    clean, _ = validate(data, text, targets, min_class_count=config.min_class_count,
-                        rare_policy=config.rare_policy, other_label=config.other_label,
-                        drop_duplicates=config.drop_duplicates)
-    names = list(targets)
+    clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group)
     texts = clean["text"].tolist()
-    strat = clean[names[0]].fillna("\x00").to_numpy()
-    groups = group_values(data, group, clean) if group is not None else None
-    try:
-        splits = kfold_splits(strat, folds, config.seed, groups)
-    except TrainingDataError as exc:
-        raise TrainingDataError(f"{exc}. Lower --folds") from None
     tokenizer = _MemoTokenizer(ComplaintTokenizer.from_files(
         config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter))
 

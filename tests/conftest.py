@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from classifier.config import TrainingConfig
@@ -33,6 +34,20 @@ def tiny_config(**updates: object) -> TrainingConfig:
     base = TrainingConfig(min_class_count=1, test_size=0.0, seed=7)
     # hyperparameters pinned so that tuning the shipped defaults does not move these tests' scores
     return base.with_updates(**{"features.min_df": 1, "model.C": 0.5, "model.calibration_folds": 3, **updates})
+
+
+@pytest.fixture(scope="session")
+def demo_slice(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, str]:
+    """Six demo categories x 20 complaints (with their agencies), as a frame and as a CSV file: a few seconds
+    per fit, for the cross-validating commands (tune, learning-curve)."""
+    from training.demo import DEMO_CORPUS
+
+    df = pd.read_csv(DEMO_CORPUS)
+    keep = df["category"].value_counts().index[:6]
+    df = df[df["category"].isin(keep)].groupby("category").head(20).reset_index(drop=True)
+    path = tmp_path_factory.mktemp("demo-slice") / "cases.csv"
+    df.to_csv(path, index=False)
+    return df, str(path)
 
 
 @pytest.fixture(scope="session")

@@ -5,46 +5,33 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from classifier.config import TrainingConfig
 from classifier.errors import ConfigError
 from training.cli import main
 from training.curve import CurveResult, learning_curve, parse_fractions, subsample
-from training.demo import DEMO_CORPUS
 from training.tune import tune
 
 CONFIG = TrainingConfig(min_class_count=1, n_jobs=1)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[pd.DataFrame, str]:
-    """Six categories x 20 demo complaints, with their agencies."""
-    df = pd.read_csv(DEMO_CORPUS)
-    keep = df["category"].value_counts().index[:6]
-    df = df[df["category"].isin(keep)].groupby("category").head(20).reset_index(drop=True)
-    path = tmp_path_factory.mktemp("curve") / "cases.csv"
-    df.to_csv(path, index=False)
-    return df, str(path)
-
-
-@pytest.fixture(scope="module")
-def curve(small):
+def curve(demo_slice):
     lines: list[str] = []
-    res = learning_curve(small[0], text="text", targets={"category": "category"}, config=CONFIG,
+    res = learning_curve(demo_slice[0], text="text", targets={"category": "category"}, config=CONFIG,
                          fractions=(1.0, 0.25, 0.5), folds=2, log=lines.append)
     return res, lines
 
 
-def test_rows_grow_in_cases_and_the_full_row_is_what_tune_scores(small, curve):
+def test_rows_grow_in_cases_and_the_full_row_is_what_tune_scores(demo_slice, curve):
     res, lines = curve
     assert [r["fraction"] for r in res.rows] == [0.25, 0.5, 1.0]  # sorted
     # 2 folds of 120 cases: 60 training cases per fold, 10 per category; a quarter is round(2.5) = 2 per class
     assert [r["cases"] for r in res.rows] == [12.0, 30.0, 60.0]
     assert len(lines) == 6 and lines[0].startswith("[1/6] fold 1/2 fraction 0.25: 12 cases")
     # all of each fold's training part: the same folds and the same model as tune's single grid point
-    tuned = tune(small[0], text="text", targets={"category": "category"}, grid={"model.C": [1.0]},
+    tuned = tune(demo_slice[0], text="text", targets={"category": "category"}, grid={"model.C": [1.0]},
                  config=CONFIG, folds=2)
     full = res.rows[-1]["scores"]["category"]
     for metric in ("accuracy", "macro_f1", "top3_accuracy"):
@@ -74,8 +61,8 @@ def test_last_doubling_is_per_doubling_of_the_cases():
     assert CurveResult(folds=3, rows=[row(100, 0.7)]).last_doubling() == {}
 
 
-def test_a_partly_labeled_target_is_scored_on_its_labeled_cases_only(small):
-    df = small[0].copy()
+def test_a_partly_labeled_target_is_scored_on_its_labeled_cases_only(demo_slice):
+    df = demo_slice[0].copy()
     df.loc[df.index % 3 == 0, "agency"] = None  # not forwarded
     res = learning_curve(df, text="text", targets={"category": "category", "agency": "agency"}, config=CONFIG,
                          fractions=(0.5, 1.0), folds=2)
@@ -110,19 +97,19 @@ def test_parse_fractions_sorts():
     assert parse_fractions("1, 0.25,0.5") == [0.25, 0.5, 1.0]
 
 
-def test_cli_json_and_an_error_line_for_bad_fractions(small, capsys):
-    code = main(["learning-curve", small[1], "--text", "text", "--category", "category", "--min-class-count", "1",
+def test_cli_json_and_an_error_line_for_bad_fractions(demo_slice, capsys):
+    code = main(["learning-curve", demo_slice[1], "--text", "text", "--category", "category", "--min-class-count", "1",
                  "--folds", "2", "--fractions", "0.5,1", "--json"])
     assert code == 0
     body = json.loads(capsys.readouterr().out)
     assert [r["fraction"] for r in body["rows"]] == [0.5, 1.0] and body["folds"] == 2
-    code = main(["learning-curve", small[1], "--text", "text", "--category", "category", "--fractions", "1"])
+    code = main(["learning-curve", demo_slice[1], "--text", "text", "--category", "category", "--fractions", "1"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "error: give at least two fractions to draw a curve, got [1.0]"
 
 
-def test_cli_table(small, capsys):
-    code = main(["learning-curve", small[1], "--text", "text", "--category", "category", "--min-class-count", "1",
+def test_cli_table(demo_slice, capsys):
+    code = main(["learning-curve", demo_slice[1], "--text", "text", "--category", "category", "--min-class-count", "1",
                  "--folds", "2", "--fractions", "0.5,1", "--quiet"])
     assert code == 0
     out = capsys.readouterr().out

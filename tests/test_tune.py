@@ -1,4 +1,4 @@
-"""``hotline tune``: a cross-validated grid search with a results table, on a small slice of the demo corpus."""
+"""``hotline tune``: a cross-validated grid search with a results table, on a demo_slice slice of the demo corpus."""
 
 from __future__ import annotations
 
@@ -10,27 +10,15 @@ import pytest
 from classifier.config import TrainingConfig
 from classifier.errors import ConfigError, TrainingDataError
 from training.cli import main
-from training.demo import DEMO_CORPUS
 from training.tune import DEFAULT_GRID, MAX_GRID_POINTS, grid_points, parse_grid, tune
 
 SMALL_GRID = {"model.C": [0.5, 2.0], "features.word_ngram_range": [(1, 1)], "model.calibration": ["temperature"]}
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[pd.DataFrame, str]:
-    """Six categories x 20 demo complaints: a few seconds per grid point."""
-    df = pd.read_csv(DEMO_CORPUS)
-    keep = df["category"].value_counts().index[:6]
-    df = df[df["category"].isin(keep)].groupby("category").head(20).reset_index(drop=True)
-    path = tmp_path_factory.mktemp("tune") / "cases.csv"
-    df.to_csv(path, index=False)
-    return df, str(path)
-
-
-@pytest.fixture(scope="module")
-def result(small):
+def result(demo_slice):
     lines: list[str] = []
-    res = tune(small[0], text="text", targets={"category": "category"}, grid=SMALL_GRID,
+    res = tune(demo_slice[0], text="text", targets={"category": "category"}, grid=SMALL_GRID,
                config=TrainingConfig(min_class_count=1, n_jobs=1), folds=2, log=lines.append)
     return res, lines
 
@@ -58,16 +46,16 @@ def test_the_table_names_the_varying_settings_and_each_metric(result):
     assert len(table) == 3 and table[1].split()[0] == "1"
 
 
-def test_the_same_grid_gives_the_same_scores(small, result):
-    again = tune(small[0], text="text", targets={"category": "category"}, grid={"model.C": [2.0]},
+def test_the_same_grid_gives_the_same_scores(demo_slice, result):
+    again = tune(demo_slice[0], text="text", targets={"category": "category"}, grid={"model.C": [2.0]},
                  config=TrainingConfig(min_class_count=1, n_jobs=1, features={"word_ngram_range": (1, 1)}), folds=2)
     before = next(r for r in result[0].rows if r["params"]["model.C"] == 2.0)
     assert again.rows[0]["scores"]["category"]["macro_f1"] == pytest.approx(before["scores"]["category"]["macro_f1"])
 
 
-def test_cli_prints_a_table_and_saves_the_best_config(small, tmp_path, capsys):
+def test_cli_prints_a_table_and_saves_the_best_config(demo_slice, tmp_path, capsys):
     out = tmp_path / "best.json"
-    code = main(["tune", small[1], "--text", "text", "--category", "category", "--min-class-count", "1",
+    code = main(["tune", demo_slice[1], "--text", "text", "--category", "category", "--min-class-count", "1",
                  "--folds", "2", "--C", "1", "--word-ngrams", "1-1", "--save-config", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -76,8 +64,8 @@ def test_cli_prints_a_table_and_saves_the_best_config(small, tmp_path, capsys):
     assert saved["model"]["C"] == 1.0 and saved["features"]["word_ngram_range"] == [1, 1]
 
 
-def test_cli_json_output(small, capsys):
-    code = main(["tune", small[1], "--text", "text", "--category", "category", "--min-class-count", "1",
+def test_cli_json_output(demo_slice, capsys):
+    code = main(["tune", demo_slice[1], "--text", "text", "--category", "category", "--min-class-count", "1",
                  "--folds", "2", "--C", "1", "--word-ngrams", "1-1", "--json"])
     assert code == 0
     body = json.loads(capsys.readouterr().out)
@@ -119,24 +107,24 @@ def test_grid_points_are_validated_and_bounded():
         grid_points(TrainingConfig(), {})
 
 
-def test_bad_folds_and_data_are_refused(small):
+def test_bad_folds_and_data_are_refused(demo_slice):
     with pytest.raises(ConfigError, match="folds must be an integer from 2 to 20, got 1"):
-        tune(small[0], text="text", targets={"category": "category"}, grid=SMALL_GRID, folds=1)
-    tiny = small[0].groupby("category").head(3)
+        tune(demo_slice[0], text="text", targets={"category": "category"}, grid=SMALL_GRID, folds=1)
+    tiny = demo_slice[0].groupby("category").head(3)
     with pytest.raises(TrainingDataError, match="cannot make 5 stratified folds: .* Lower --folds"):
         tune(tiny, text="text", targets={"category": "category"}, grid={"model.C": [1.0]},
              config=TrainingConfig(min_class_count=1), folds=5)
     with pytest.raises(TrainingDataError, match="no targets given"):
-        tune(small[0][["text"]], text="text", grid={"model.C": [1.0]})
+        tune(demo_slice[0][["text"]], text="text", grid={"model.C": [1.0]})
 
 
-def test_cli_reports_a_bad_grid_as_an_error_line(small, capsys):
-    code = main(["tune", small[1], "--text", "text", "--category", "category", "--C", "x"])
+def test_cli_reports_a_bad_grid_as_an_error_line(demo_slice, capsys):
+    code = main(["tune", demo_slice[1], "--text", "text", "--category", "category", "--C", "x"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "error: --C: expected comma-separated numbers, got 'x'"
 
 
-def test_a_partly_labeled_target_is_scored_as_train_would_fit_it(small):
+def test_a_partly_labeled_target_is_scored_as_train_would_fit_it(demo_slice):
     """tune fits its heads itself (features shared across grid points): an agency labeled on part of the cases
     must learn from the same rows and features as ``ComplaintClassifier.fit`` would, or tune would rank
     settings by a model train never makes."""
@@ -147,7 +135,7 @@ def test_a_partly_labeled_target_is_scored_as_train_would_fit_it(small):
     from training.metrics import classification_metrics
     from training.splits import kfold_splits
 
-    df = small[0].copy()
+    df = demo_slice[0].copy()
     df.loc[df.index % 3 == 0, "agency"] = None  # a third not forwarded
     config = TrainingConfig(min_class_count=1, n_jobs=1).with_updates(**{"model.C": 1.0})
     targets = {"category": "category", "agency": "agency"}

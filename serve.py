@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -943,9 +944,19 @@ def _unknown_targets(current: LoadedModel, targets: list[str]) -> bool:
     return any(t not in current.model.targets_ for t in targets)
 
 
+# a head's description, once per loaded head: counting the features it uses reads its whole weight matrix
+# (5-15 ms for a large model), too long to repeat on the event loop for every GET /model
+_HEAD_INFO: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
 def _head_info(model: Any, target: str) -> dict[str, Any] | None:
     head: Any = getattr(model, "heads_", {}).get(target)
-    return head.describe() if head is not None and hasattr(head, "describe") else None
+    if head is None or not hasattr(head, "describe"):
+        return None
+    info = _HEAD_INFO.get(head)
+    if info is None:
+        info = _HEAD_INFO[head] = head.describe()
+    return info
 
 
 def _scalar_metrics(m: Any) -> dict[str, float]:

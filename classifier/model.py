@@ -217,7 +217,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         weights = getattr(self, "fusion_weights_", None)
         # features with a weight for some class: fewer than the vectorizer's where the head leaves blocks out
-        # (the lead, for a single SVM) or was labeled on part of the texts (``ComplaintClassifier._head_rows``)
+        # (the lead, for a single SVM) or was labeled on part of the texts (``head_rows``)
         used = int(np.count_nonzero(np.any(self.coef_ != 0, axis=1)))
         return {"kind": "fused" if weights else "svm", "classes": len(self.classes_),
                 "fusion_weights": weights, "temperature": round(float(self.temperature_), 6),

@@ -820,3 +820,17 @@ def test_a_default_place_the_model_cannot_use_is_refused_at_load(store, demo_sto
     with pytest.raises(ComplaintInputError, match="HOTLINE_DEFAULT_PLACE='北京市' names no county, town or city"):
         load_model(ServiceSettings(model_store=demo_store.path, default_place="北京市"))
     assert load_model(ServiceSettings(model_store=demo_store.path, default_place="银川市")).default_place == "银川市"
+
+
+def test_a_heads_description_is_computed_once_per_loaded_head(tiny_model, monkeypatch):
+    import serve
+
+    head = tiny_model.heads_["category"]
+    serve._HEAD_INFO.pop(head, None)
+    calls = []
+    real = type(head).describe
+    monkeypatch.setattr(type(head), "describe", lambda self: calls.append(self) or real(self))
+    first = serve._head_info(tiny_model, "category")
+    again = serve._head_info(tiny_model, "category")
+    assert first == again == real(head) and len(calls) == 1
+    assert serve._head_info(tiny_model, "no-such-target") is None

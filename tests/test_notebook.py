@@ -70,7 +70,11 @@ def test_retrain_notebook_runs_on_the_demo_data(demo_store, tmp_path, monkeypatc
     assert re.search(r"threshold\s+routed_directly\s+accuracy_routed_directly", out)  # the operating points
     assert "flipped cases:" in out
 
-    decision = _text(code[-1])
+    curve = _text(code[-1])  # 7. would more labeled cases help? (the demo's agencies are routed: category only)
+    assert re.search(r"fraction\s+cases\s+category acc", curve) and "agency acc" not in curve
+    assert "category: the last doubling of the cases gained" in curve
+
+    decision = _text(code[-2])
     if "promoted" in decision:
         assert store.current() == candidate
     else:

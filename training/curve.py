@@ -118,6 +118,7 @@ def learning_curve(
     clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group)
     texts = clean["text"].tolist()
     strat = clean[names[0]].fillna("\x00").to_numpy()
+    labels = {n: clean[n].to_numpy() for n in names}
     tokenizer = _MemoTokenizer(ComplaintTokenizer.from_files(
         config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter))
     scores: list[dict[str, dict[str, list[float]]]] = [{n: {m: [] for m in METRICS} for n in names} for _ in fractions]
@@ -128,9 +129,9 @@ def learning_curve(
             t0 = time.perf_counter()
             part = train_idx[subsample(strat[train_idx], fraction, seed=config.seed + k)]
             model = ComplaintClassifier(config, tokenizer=tokenizer).fit(
-                [texts[i] for i in part], {n: clean[n].to_numpy()[part].tolist() for n in names})
+                [texts[i] for i in part], {n: labels[n][part].tolist() for n in names})
             for n in names:
-                y = clean[n].to_numpy()
+                y = labels[n]
                 te = test_idx[pd.notna(y[test_idx])]
                 if not len(te):
                     continue

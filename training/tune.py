@@ -214,11 +214,12 @@ def tune(
                 t1 = time.perf_counter()
                 for n in names:
                     y = clean[n].to_numpy()
-                    tr = train_idx[pd.notna(y[train_idx])]
+                    has = pd.notna(y[train_idx])
+                    tr = train_idx[has]
                     te = test_idx[pd.notna(y[test_idx])]
                     head = TargetHead.from_config(points[i].model, random_state=config.seed, n_jobs=config.n_jobs)
                     # the same rows (and, for a partly labeled target, the same features) train would fit on
-                    head.fit(head_rows(X_train, pd.notna(y[train_idx]), f.min_df), y[tr].astype(str),
+                    head.fit(head_rows(X_train, has, f.min_df), y[tr].astype(str),
                              char_columns=vec.is_char_, lead_columns=vec.is_lead_)
                     proba = head.predict_proba(X_test[np.searchsorted(test_idx, te)])
                     m = classification_metrics(y[te].astype(str), proba, list(head.classes_))

@@ -10,7 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-import serve
+import service.loading
+import service.metrics
+import service.model_info
+import service.predicting
+import service.runner
 from classifier.errors import ComplaintInputError, NoCurrentModelError
 from classifier.store import ModelStore
 from serve import LoadedModel, ServiceSettings, create_app, load_model
@@ -566,7 +570,7 @@ def test_empty_store_fails_at_start_up_with_how_to_train(tmp_path):
             pass
     settings = ServiceSettings(model_store=tmp_path / "empty", train_demo_if_empty=False)
     with pytest.raises(SystemExit, match=r"has no current model\. Train one with `hotline train"):
-        serve.prepare_store(settings, print)
+        service.runner.prepare_store(settings, print)
 
 
 def test_empty_store_trains_the_demo_default(tmp_path, monkeypatch, tiny_model):
@@ -581,7 +585,7 @@ def test_empty_store_trains_the_demo_default(tmp_path, monkeypatch, tiny_model):
 
     monkeypatch.setattr(training.demo, "ensure_demo_model", fake_demo)
     said: list[str] = []
-    store = serve.prepare_store(ServiceSettings(model_store=tmp_path / "fresh"), said.append)
+    store = service.runner.prepare_store(ServiceSettings(model_store=tmp_path / "fresh"), said.append)
     assert calls == [tmp_path / "fresh"]
     assert store.current() is not None
     assert said[0].startswith(f"model store {tmp_path / 'fresh'} is empty: training the Ningxia demo model")
@@ -591,8 +595,8 @@ def test_hotline_serve_is_a_cli_command():
     from training.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--port", "9001", "--workers", "2", "--store", "/tmp/x"])
-    assert args.func is serve.cmd_serve
-    s = serve._settings_from(args)
+    assert args.func is service.runner.cmd_serve
+    s = service.runner._settings_from(args)
     assert (s.port, s.workers, str(s.model_store)) == (9001, 2, "/tmp/x")
 
 
@@ -601,7 +605,7 @@ def test_bad_cli_settings_exit_with_a_message():
 
     args = build_parser().parse_args(["serve", "--port", "0"])
     with pytest.raises(SystemExit, match="refusing to start with these settings:\n  port: Input should be greater"):
-        serve._settings_from(args)
+        service.runner._settings_from(args)
 
 
 def test_prediction_threads_per_worker_come_from_settings(store):
@@ -639,13 +643,13 @@ def test_an_item_the_model_refuses_fails_alone(tiny_model):
 def test_reload_refreezes_the_heap_only_when_start_up_froze_it(two_version_store, monkeypatch):
     store, _, v2 = two_version_store
     calls: list[bool] = []
-    monkeypatch.setattr(serve, "freeze_heap", lambda refreeze=False: calls.append(refreeze))
+    monkeypatch.setattr(service.loading, "freeze_heap", lambda refreeze=False: calls.append(refreeze))
     with make_client(store, admin_api_key=ADMIN_KEY) as c:
         store.promote(v2)
-        monkeypatch.setattr(serve.gc, "get_freeze_count", lambda: 0)  # a test process: nothing frozen
+        monkeypatch.setattr(service.loading.gc, "get_freeze_count", lambda: 0)  # a test process: nothing frozen
         assert c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY}).status_code == 200
         assert calls == []
-        monkeypatch.setattr(serve.gc, "get_freeze_count", lambda: 170_000)  # `serve()` froze the first model
+        monkeypatch.setattr(service.loading.gc, "get_freeze_count", lambda: 170_000)  # `serve()` froze the first model
         assert c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY}).status_code == 200
         assert calls == [True]
 
@@ -654,7 +658,7 @@ def test_freeze_heap_takes_live_objects_out_of_collection():
     import gc
 
     try:
-        serve.freeze_heap()
+        service.loading.freeze_heap()
         assert gc.get_freeze_count() > 10_000  # pytest, FastAPI, the models of this session...
     finally:
         gc.unfreeze()
@@ -666,8 +670,8 @@ def _coalesce(calls: list[tuple[LoadedModel, str, int, list[str] | None]]) -> li
     """Run the calls as concurrent /predict requests would: queued in one event-loop turn."""
     import asyncio
 
-    metrics = serve.ServiceMetrics()
-    coalescer = serve._Coalescer(metrics)
+    metrics = service.metrics.ServiceMetrics()
+    coalescer = service.predicting.Coalescer(metrics)
 
     async def run() -> list[Any]:
         return await asyncio.gather(*(coalescer.predict(m, t, None, k, targets, False) for m, t, k, targets in calls),
@@ -686,7 +690,7 @@ def test_concurrent_requests_are_predicted_in_one_call_with_each_ones_own_answer
     results, sizes, calls_made = _coalesce([(loaded, t, 3, None) for t in texts])
     assert (sizes, calls_made) == (6, 1)  # six requests, one model call
     for text, got in zip(texts, results, strict=True):
-        assert got == serve._predict(loaded, [text], [None], 3, None, False)[0]
+        assert got == service.predicting.predict_records(loaded, [text], [None], 3, None, False)[0]
 
 
 def test_coalesced_requests_keep_their_model_version_top_k_and_targets(tiny_model):
@@ -700,10 +704,11 @@ def test_coalesced_requests_keep_their_model_version_top_k_and_targets(tiny_mode
     results, sizes, calls_made = _coalesce(calls)
     assert (sizes, calls_made) == (5, 1)
     for (m, text, k, targets), got in zip(calls[:4], results[:4], strict=True):
-        assert got == serve._predict(m, [text], [None], k, targets, False)[0]
+        assert got == service.predicting.predict_records(m, [text], [None], k, targets, False)[0]
     assert len(results[2]["targets"]["category"]["alternatives"]) == 1 and set(results[3]["targets"]) == {"agency"}
     assert results[0] != results[1]  # each answered by its own model
-    assert isinstance(results[4], serve.HTTPException) and results[4].status_code == 422  # unknown target: alone
+    unknown_target = results[4]  # fails alone
+    assert isinstance(unknown_target, service.predicting.HTTPException) and unknown_target.status_code == 422
 
 
 def test_a_text_the_model_refuses_fails_only_its_own_coalesced_request(tiny_model):
@@ -712,7 +717,7 @@ def test_a_text_the_model_refuses_fails_only_its_own_coalesced_request(tiny_mode
     results, _, _ = _coalesce([(loaded, TRAFFIC, 3, None), (loaded, "乱码乱码", 3, None),
                                (loaded, TINY_CASES[9][0], 3, None)])
     assert results[0]["targets"]["category"]["label"] == "交通秩序"
-    assert isinstance(results[1], serve.HTTPException) and results[1].detail == "text #0 is unreadable"
+    assert isinstance(results[1], service.predicting.HTTPException) and results[1].detail == "text #0 is unreadable"
     assert results[2]["targets"]["category"]["label"] == "供暖供热"
 
 
@@ -823,14 +828,13 @@ def test_a_default_place_the_model_cannot_use_is_refused_at_load(store, demo_sto
 
 
 def test_a_heads_description_is_computed_once_per_loaded_head(tiny_model, monkeypatch):
-    import serve
 
     head = tiny_model.heads_["category"]
-    serve._HEAD_INFO.pop(head, None)
+    service.model_info._HEAD_INFO.pop(head, None)
     calls = []
     real = type(head).describe
     monkeypatch.setattr(type(head), "describe", lambda self: calls.append(self) or real(self))
-    first = serve._head_info(tiny_model, "category")
-    again = serve._head_info(tiny_model, "category")
+    first = service.model_info.head_info(tiny_model, "category")
+    again = service.model_info.head_info(tiny_model, "category")
     assert first == again == real(head) and len(calls) == 1
-    assert serve._head_info(tiny_model, "no-such-target") is None
+    assert service.model_info.head_info(tiny_model, "no-such-target") is None

@@ -1,0 +1,87 @@
+"""Request log, request ids, latency and the body-size limit: plain ASGI, no per-request task or body copy."""
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service.metrics import ServiceMetrics
+
+log = logging.getLogger("hotline.serve")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+# -- request log, request ids and latency (plain ASGI: no per-request task or body copy) ---------------------
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class RequestLog:
+    """One JSON log line and the metrics for each HTTP request; sets ``X-Request-ID``; refuses oversized
+    bodies (413) before they are read."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_request_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                request_id = candidate if _REQUEST_ID.match(candidate) else None
+            elif name == b"content-length":
+                length = value
+        info: dict[str, Any] = {"request_id": request_id or uuid.uuid4().hex}
+        scope["hotline"] = info  # the route adds text length, labels, model version
+        status = 500
+        header = (b"x-request-id", info["request_id"].encode())
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            if length is not None and _too_long(length, self.max_request_bytes):
+                await _send_error(send_with_id, 413, f"request body is {length.decode('latin-1')} bytes; the "
+                                  f"limit is {self.max_request_bytes:,} (HOTLINE_MAX_REQUEST_BYTES); split the "
+                                  "batch")
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path).observe(elapsed)
+            record = {"event": "request", **info, "method": scope["method"], "route": path, "status": status,
+                      "latency_ms": round(elapsed * 1000, 3)}
+            log.info(json.dumps(record, ensure_ascii=False))
+
+
+def _too_long(header: bytes, limit: int) -> bool:
+    try:
+        return int(header) > limit
+    except ValueError:
+        return False
+
+
+async def _send_error(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+

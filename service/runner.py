@@ -1,0 +1,239 @@
+"""Running the service: logging, the store at start-up, one uvicorn server or a supervisor of forked workers,
+and the command line (``hotline serve``, ``python serve.py``)."""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from classifier.errors import ComplaintInputError, ModelStoreError
+from classifier.store import ModelStore
+from service.app import create_app
+from service.loading import LoadedModel, ModelHolder, freeze_heap, load_model
+from service.metrics import ServiceMetrics
+from service.settings import ServiceSettings
+
+log = logging.getLogger("hotline.serve")
+
+# -- running it -----------------------------------------------------------------------------------------------
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if msg.startswith("{"):
+            return msg
+        return json.dumps({"event": "log", "level": record.levelname.lower(), "logger": record.name,
+                           "message": msg}, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLines())
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def prepare_store(settings: ServiceSettings, say: Callable[[str], None]) -> ModelStore:
+    """The store, with the demo model trained into it when it is empty (unless that is turned off)."""
+    store = ModelStore(settings.model_store)
+    if store.current() is None:
+        if not settings.train_demo_if_empty:
+            raise SystemExit(
+                f"error: model store {store.path} has no current model. Train one with "
+                f"`hotline train cases.xlsx --text COLUMN --category COLUMN --agency COLUMN --store {store.path} "
+                f"--promote`, or `hotline demo --store {store.path}` for the Ningxia demo model, or set "
+                "HOTLINE_TRAIN_DEMO_IF_EMPTY=true"
+            )
+        from training.demo import ensure_demo_model
+
+        say(f"model store {store.path} is empty: training the Ningxia demo model (about 20 s)")
+        version, _ = ensure_demo_model(store)
+        say(f"trained demo model version {version}")
+    return store
+
+
+def serve(settings: ServiceSettings) -> int:
+    """Load the model, bind the socket, then run one uvicorn server or fork ``workers`` of them."""
+    configure_logging(settings.log_level)
+
+    def say(msg: str) -> None:
+        log.info(json.dumps({"event": "startup", "message": msg}, ensure_ascii=False))
+
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning(json.dumps({"event": "startup", "message": f"{settings.workers} workers without "
+                                "PROMETHEUS_MULTIPROC_DIR: /metrics shows only the worker that answers the scrape; "
+                                "set it to an empty directory to sum all workers"}))
+    prepare_store(settings, say)
+    try:
+        loaded = load_model(settings)
+    except (ModelStoreError, ComplaintInputError, OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: cannot load the model: {exc}") from None
+    freeze_heap()  # before forking: the workers share the model's pages and never collect them
+    say(f"loaded model version {loaded.version} from {settings.model_store}")
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; choose another "
+                         "port with --port or HOTLINE_PORT") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    say(f"listening on http://{settings.host}:{sock.getsockname()[1]} with {settings.workers} worker(s); "
+        "docs at /docs")
+    if settings.workers == 1:
+        app = create_app(settings, loaded)
+        _on_sighup(app)
+        _uvicorn_server(app, settings).run(sockets=[sock])
+        return 0
+    return _supervise(settings, loaded, sock)
+
+
+def _uvicorn_server(app: FastAPI, settings: ServiceSettings) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10, server_header=False)
+    return uvicorn.Server(config)
+
+
+def _on_sighup(app: FastAPI) -> None:
+    holder: ModelHolder = app.state.holder
+    metrics: ServiceMetrics = app.state.metrics
+
+    def reload_in_thread(signum: int, frame: Any) -> None:
+        def run() -> None:
+            holder.reload_if_changed()
+            if holder.current is not None:
+                metrics.set_model(holder.current.version)
+
+        threading.Thread(target=run, name="hotline-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload_in_thread)
+
+
+def _supervise(settings: ServiceSettings, loaded: LoadedModel, sock: socket.socket) -> int:
+    """Fork ``workers`` uvicorn servers sharing the listening socket and the loaded model (copy-on-write).
+
+    SIGTERM/SIGINT stop them; SIGHUP makes each reload the store's current version; a worker that dies is
+    replaced.  A reload through one worker's /admin/reload is relayed to the others by SIGHUP.
+    """
+    supervisor = os.getpid()
+    children: dict[int, int] = {}
+    stopping = False
+
+    def relay(new: LoadedModel) -> None:
+        os.kill(supervisor, signal.SIGHUP)
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(s, signal.SIG_DFL)
+                app = create_app(settings, loaded, on_reload=relay)
+                _on_sighup(app)
+                _uvicorn_server(app, settings).run(sockets=[sock])
+            except BaseException:  # noqa: B036 - a worker must never return into the supervisor's loop
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            _kill(pid, signal.SIGTERM)
+
+    def hup(signum: int, frame: Any) -> None:
+        for pid in list(children):
+            _kill(pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:  # a previous run's files would be summed with ours
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink()
+    for n in range(settings.workers):
+        spawn(n)
+    restarts: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        dead = children.pop(pid, None)
+        if metrics_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)
+        if dead is None or stopping:
+            continue
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < 60] + [now]
+        if len(restarts) > 5 * settings.workers:
+            log.error(json.dumps({"event": "workers_crashing", "message": "workers keep dying; stopping"}))
+            stop(signal.SIGTERM, None)
+            continue
+        log.warning(json.dumps({"event": "worker_died", "pid": pid, "status": status, "restarting": True}))
+        spawn(dead)
+    return 0
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _settings_from(args: argparse.Namespace) -> ServiceSettings:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers),
+                                    ("model_store", args.store)) if v is not None}
+    try:
+        return ServiceSettings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("error: refusing to start with these settings:\n" + "\n".join(lines)) from None
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="interface to listen on (default: $HOTLINE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: $HOTLINE_PORT or 8000)")
+    p.add_argument("--workers", type=int, help="worker processes (default: $HOTLINE_WORKERS or 1)")
+    p.add_argument("--store", type=Path, help="model store folder (default: $HOTLINE_MODEL_STORE or models/)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(_settings_from(args))
+
+
+def add_command(subparsers: Any) -> None:
+    """``hotline serve``: found by ``training.cli``."""
+    p = subparsers.add_parser("serve", help="run the prediction service (HTTP)",
+                              description="Run the prediction service. Other settings: HOTLINE_* environment "
+                              "variables (see serve.ServiceSettings).")
+    _add_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="serve.py", description="Run the hotline prediction service.")
+    _add_arguments(parser)
+    return cmd_serve(parser.parse_args(argv))

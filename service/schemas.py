@@ -1,0 +1,176 @@
+"""Request and response bodies of every route (pydantic), with their bounds and documentation."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from classifier.model import MAX_PLACE_HINT
+from service.settings import MAX_TOP_K
+
+# -- request and response models ------------------------------------------------------------------------------
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K, description="how many ranked labels per target")]
+TargetNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]] | None,
+                        Field(min_length=1, max_length=20, description="targets to predict (default: all)")]
+
+
+PlaceHint = Annotated[str | None, Field(
+    max_length=MAX_PLACE_HINT, description="where the case is, as the caller knows it (the form's district, the "
+    "county whose line was called: 海原县, 海原县李旺镇); a routing model uses it when the text names no county or "
+    "town itself; refused (422) by a model without routing")]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="the complaint text; its limit is in GET /model")
+    place: PlaceHint = None
+    top_k: TopK = 3
+    explain: bool = Field(default=False, description="add the terms behind each label")
+    targets: TargetNames = None
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200, description="the caller's id, echoed in the result")
+    text: str
+    place: PlaceHint = None
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem] = Field(min_length=1, description="the limit on their number is in GET /model")
+    top_k: TopK = 3
+    explain: bool = False
+    targets: TargetNames = None
+
+
+class Alternative(BaseModel):
+    label: str
+    score: float
+
+
+class ExplanationTerm(BaseModel):
+    term: str
+    kind: str = Field(description="word, char, lead word or lead char (lead: among the text's first characters)")
+    weight: float
+
+
+class TargetPrediction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    label: str
+    score: float = Field(description="calibrated probability of the label")
+    threshold: float = Field(description="the review threshold for this target")
+    needs_review: bool = Field(description="score is under the threshold")
+    alternatives: list[Alternative]
+    # absent unless asked for ("explain": true), as in `hotline predict --json`: one shape for both
+    explanation: list[ExplanationTerm] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class Prediction(BaseModel):
+    # a routing wrapper (jurisdiction routing) adds keys to each result: they pass through
+    model_config = ConfigDict(extra="allow")
+
+    targets: dict[str, TargetPrediction]
+    needs_review: bool = Field(description="true when any target's score is under its threshold")
+    routing: dict[str, Any] | None = Field(default=None, exclude_if=lambda v: v is None,
+                                           description="how the agency was routed; present only when the model "
+                                           "is a routing model")
+
+
+class PredictResponse(Prediction):
+    model_version: str
+    request_id: str
+
+
+class ItemError(BaseModel):
+    type: str
+    message: str
+
+
+class BatchResult(BaseModel):
+    id: str
+    prediction: Prediction | None = None
+    error: ItemError | None = None
+
+
+class BatchResponse(BaseModel):
+    model_version: str
+    request_id: str
+    results: list[BatchResult]
+    failed: int = Field(description="how many items have an error instead of a prediction")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    model_version: str | None = None
+    detail: str | None = None
+
+
+class HeadInfo(BaseModel):
+    kind: Literal["fused", "svm"] = Field(description="fused: word-block SVM + char-block SVM + naive Bayes "
+                                          "with fitted view weights; svm: one linear SVM with a temperature")
+    classes: int
+    fusion_weights: dict[str, float] | None = None
+    temperature: float
+    features_used: int | None = Field(default=None, description="features with a weight for some class (fewer "
+                                      "than the vectorizer's for a target labeled on part of the texts); None "
+                                      "for models saved before it was recorded")
+
+
+class TargetInfo(BaseModel):
+    labels: list[str]
+    threshold: float
+    metrics: dict[str, float] = Field(description="hold-out metrics from training (accuracy, macro_f1, ...)")
+    head: HeadInfo | None = Field(default=None, description="how the target's text head turns features into "
+                                  "probabilities (a routed agency is computed from its heads and the directory)")
+
+
+class ModelInfo(BaseModel):
+    version: str
+    trained_at: str | None
+    loaded_at: float
+    training_rows: int | None
+    targets: dict[str, TargetInfo]
+    max_text_length: int
+    max_batch_size: int
+    max_top_k: int
+    default_place: str | None = Field(description="the place hint used when a request sends none "
+                                      "(HOTLINE_DEFAULT_PLACE)")
+    routing: dict[str, Any] | None = Field(description="a routing model's directory and how it decides (agencies, "
+                                           "category-function pairs, the county guesses' calibration); null for "
+                                           "a model without routing")
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    version: str | None
+    previous_version: str | None
+    detail: str | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the body is not UTF-8"},
+    413: {"model": ErrorResponse, "description": "the body is larger than HOTLINE_MAX_REQUEST_BYTES"},
+    422: {"model": ErrorResponse, "description": "invalid input; `detail` says what and how to fix it"},
+    503: {"model": ErrorResponse, "description": "no model loaded"},
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse, "description": "missing or wrong key"}}
+

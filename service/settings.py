@@ -1,0 +1,80 @@
+"""Service settings: ``HOTLINE_*`` environment variables, unsafe combinations refused."""
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from classifier.model import MAX_PLACE_HINT
+
+MAX_TOP_K = 50  # the library's bound (classifier.model._check_top_k)
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+# -- settings -------------------------------------------------------------------------------------------------
+class ServiceSettings(BaseSettings):
+    """Service settings, read from ``HOTLINE_<NAME>`` environment variables; unsafe combinations are refused."""
+
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", protected_namespaces=(), extra="ignore")
+
+    model_store: Path = Field(default=Path("models"), description="the model store folder")
+    admin_api_key: SecretStr | None = Field(default=None, description="enables /admin/*; at least 16 characters")
+    api_key: SecretStr | None = Field(default=None, description="when set, /predict* and /model require it")
+    thresholds: dict[str, float] = Field(default_factory=dict, description='per-target review thresholds, '
+                                         'JSON: {"agency": 0.3}')
+    default_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_text_length: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_batch_size: int = Field(default=1_000, ge=1, le=100_000)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=256, description="threads per worker running batch predictions "
+                         "and the other sync routes (single /predict runs in the event loop); more only adds GIL "
+                         "contention for this CPU-bound work")
+    default_place: str | None = Field(default=None, max_length=MAX_PLACE_HINT, description="the place hint of "
+                                      "requests that send none (a county-level hotline: its county; a city's: its "
+                                      "city); needs a routing model that knows the place")
+    train_demo_if_empty: bool = Field(default=True, description="train the Ningxia demo model into an empty "
+                                      "store at start-up")
+    strict_versions: bool = Field(default=False, description="refuse models trained with other library versions")
+    log_texts: bool = Field(default=False, description="DEBUG ONLY: put complaint texts in the request log")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {t: v for t, v in value.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"review thresholds must be probabilities from 0 to 1, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> "ServiceSettings":
+        for name in ("admin_api_key", "api_key"):
+            key = getattr(self, name)
+            if key is not None and len(key.get_secret_value()) < 16:
+                raise ValueError(
+                    f"HOTLINE_{name.upper()} is {len(key.get_secret_value())} characters; use at least 16, e.g. "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        if (self.admin_api_key is not None and self.api_key is not None
+                and self.admin_api_key.get_secret_value() == self.api_key.get_secret_value()):
+            raise ValueError("HOTLINE_ADMIN_API_KEY equals HOTLINE_API_KEY: every client could reload models; "
+                             "use a separate admin key")
+        if self.log_texts and not is_loopback(self.host):
+            raise ValueError(f"HOTLINE_LOG_TEXTS=true writes complaint texts (personal data) to the log; it is "
+                             f"only allowed on a loopback host, not {self.host!r}")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+

@@ -17,12 +17,12 @@ demo: setup
 	$(VENV)/bin/hotline demo
 
 test: setup
-	$(VENV)/bin/ruff check classifier training service serve.py tests benchmarks
+	$(VENV)/bin/ruff check classifier training service live serve.py tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check classifier training service serve.py tests benchmarks
+	$(VENV)/bin/ruff check classifier training service live serve.py tests benchmarks
 	$(VENV)/bin/mypy
 
 bench: setup

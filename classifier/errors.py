@@ -30,6 +30,9 @@ __all__ = [
     "ModelVersionError",
     "ModelVersionWarning",
     "NotFittedError",
+    "DecisionLogError",
+    "CorrectionError",
+    "UnknownCaseError",
 ]
 
 
@@ -119,3 +122,16 @@ class ModelVersionWarning(UserWarning):
 
 class NotAListError(ComplaintInputError, TypeError):
     """A single string (or None, or a non-sequence) was given where a list of texts is expected."""
+
+
+# -- the decision log (live/) ---------------------------------------------------------------------------------
+class DecisionLogError(RuntimeError):
+    """The decision log's database cannot be reached or written (the service answers 503 for corrections)."""
+
+
+class CorrectionError(ValueError):
+    """A correction is unusable: unknown target or source, bad label, too early, too many."""
+
+
+class UnknownCaseError(CorrectionError, LookupError):
+    """A correction names a case id the log has never seen and carries no text to learn from."""

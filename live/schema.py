@@ -1,0 +1,106 @@
+"""The decision log's tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL.
+
+``decisions``: one row per prediction the service made (a case, a time, a model version, where the place came
+from, the masked text only when a setting asks for it).  ``predictions``: one row per decision and target, with
+the label, its score and review flag, and ``truth``: the case's final corrected label for that target, kept up
+to date when a correction arrives, so live accuracy is one scan of one table.  ``corrections``: the current
+correction of each (case, source, target); ``correction_history``: every correction a later one replaced.
+
+The schema changes only through Alembic migrations (``live/migrations``); ``SCHEMA_REVISION`` is the head.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata", "decisions", "predictions", "corrections", "correction_history", "SCHEMA_REVISION",
+           "SOURCES", "MAX_CASE_ID", "MAX_LABEL", "MAX_TARGET"]
+
+SCHEMA_REVISION = "0002"
+SOURCES = ("dispatcher", "agency_return", "audit")  # who corrected a case
+MAX_CASE_ID = 200
+MAX_LABEL = 200
+MAX_TARGET = 100
+
+# an autoincrementing 64-bit key on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+decisions = Table(
+    "decisions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", String(MAX_CASE_ID), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("routing_path", String(16)),        # directory / flat; null without routing
+    Column("place_source", String(16)),        # text / hint / guess / none; null without routing
+    Column("n_tokens", Integer),               # drift: the text's tokens (a sample of decisions)
+    Column("n_unseen", Integer),               # ... and how many the model never saw in training
+    Column("text", Text),                      # masked text, only with HOTLINE_DECISION_LOG_TEXTS
+    Index("ix_decisions_case_id", "case_id"),
+    Index("ix_decisions_created_at", "created_at"),
+)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("decision_id", _Id, ForeignKey("decisions.id", ondelete="CASCADE"), nullable=False),
+    Column("case_id", String(MAX_CASE_ID), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("target", String(MAX_TARGET), nullable=False),
+    Column("label", String(MAX_LABEL), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("truth", String(MAX_LABEL)),          # the final corrected label; null until one arrives
+    Column("truth_source", String(16)),
+    Column("truth_known", Boolean),              # was the corrected label one the model knows
+    Index("ix_predictions_created_at", "created_at"),
+    Index("ix_predictions_case_target", "case_id", "target"),
+)
+
+corrections = Table(
+    "corrections", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", String(MAX_CASE_ID), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("target", String(MAX_TARGET), nullable=False),
+    Column("label", String(MAX_LABEL), nullable=False),
+    Column("corrected_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("known_label", Boolean, nullable=False),
+    Column("text", Text),                        # masked text of a case the service never saw (with the setting)
+    UniqueConstraint("case_id", "source", "target", name="uq_corrections_case_source_target"),
+    Index("ix_corrections_received_at", "received_at"),
+    Index("ix_corrections_corrected_at", "corrected_at"),
+)
+
+correction_history = Table(
+    "correction_history", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("case_id", String(MAX_CASE_ID), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("target", String(MAX_TARGET), nullable=False),
+    Column("label", String(MAX_LABEL), nullable=False),
+    Column("corrected_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("replaced_at", DateTime(timezone=True), nullable=False),
+    Index("ix_correction_history_case_id", "case_id"),
+)

@@ -1,0 +1,230 @@
+"""Writing decisions off the request path: a bounded buffer drained in batches by one background thread.
+
+A request only appends to a list (``record``: no I/O, no lock held while the database works).  The thread
+writes what is pending every ``interval_s`` (or as soon as ``batch_size`` are waiting) in one transaction.  When
+the database is slow or down the records stay pending and the thread retries with a growing pause (up to
+``max_backoff_s``); the log is *degraded* until a write succeeds.  Past ``max_pending`` records, the oldest
+are given up and counted as lost: memory stays bounded and no record disappears without being counted.
+``close`` flushes what is buffered (the service's shutdown) within a deadline, counting what it could not.
+
+The drift signal "share of the text's tokens the model never saw" is measured here, in the thread, on a sample
+of the decisions (``drift_sample``): the request path never segments a text twice.  The raw text waits in
+memory only until then; the log stores it only masked and only when asked (``DecisionLog.store_texts``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from classifier.errors import DecisionLogError
+from classifier.text import mask_pii
+from live.drift import token_coverage
+from live.log import Decision, DecisionLog
+
+__all__ = ["DecisionWriter", "WriterStats", "Pending"]
+
+log = logging.getLogger("hotline.decisions")
+
+
+@dataclass
+class Pending:
+    """A decision waiting to be written, with what the thread needs to finish it (then dropped)."""
+
+    decision: Decision
+    text: str | None = None  # raw: for the drift sample and the masked copy; never written as is
+    model: Any = None
+
+
+@dataclass
+class WriterStats:
+    written: int = 0
+    lost: int = 0
+    failed_writes: int = 0
+    pending: int = 0
+    degraded: bool = False
+    last_error: str | None = None
+
+
+class DecisionWriter:
+    def __init__(self, decision_log: DecisionLog, *, batch_size: int = 500, interval_s: float = 0.2,
+                 max_pending: int = 100_000, max_backoff_s: float = 5.0, drift_sample: float = 0.1,
+                 text_retention: timedelta | None = None, purge_every_s: float = 3600.0,
+                 on_written: Callable[[int], None] | None = None,
+                 on_lost: Callable[[int], None] | None = None) -> None:
+        self.log = decision_log
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.max_pending = max_pending
+        self.max_backoff_s = max_backoff_s
+        self.drift_every = max(1, round(1 / drift_sample)) if drift_sample > 0 else 0
+        self.text_retention = text_retention
+        self.purge_every_s = purge_every_s
+        self.on_written = on_written
+        self.on_lost = on_lost
+        self.stats = WriterStats()
+        self._pending: deque[Pending] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._seen = 0
+        self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
+
+    # -- the request side ---------------------------------------------------------------------------------
+    def record(self, items: list[Pending]) -> None:
+        """Queue decisions; never blocks on the database."""
+        lost = 0
+        with self._lock:
+            self._pending.extend(items)
+            while len(self._pending) > self.max_pending:
+                self._pending.popleft()
+                lost += 1
+            self.stats.pending = len(self._pending)
+            if lost:
+                self.stats.lost += lost
+        if lost:
+            self._count_lost(lost, "buffer full")
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+
+    # -- the thread -----------------------------------------------------------------------------------------
+    def start(self) -> DecisionWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hotline-decision-log", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop:
+            self._wake.wait(self.interval_s if backoff == 0 else backoff)
+            self._wake.clear()
+            if self._stop:
+                break
+            ok = self._drain()
+            backoff = 0.0 if ok else min(self.max_backoff_s, max(0.1, backoff * 2 or self.interval_s))
+            if ok:
+                self._maybe_purge()
+
+    def _take(self) -> list[Pending]:
+        with self._lock:
+            n = min(self.batch_size, len(self._pending))
+            return [self._pending.popleft() for _ in range(n)]
+
+    def _give_back(self, batch: list[Pending]) -> None:
+        with self._lock:
+            self._pending.extendleft(reversed(batch))
+            lost = 0
+            while len(self._pending) > self.max_pending:
+                self._pending.pop()  # the newest: the oldest are already in order to be written
+                lost += 1
+            self.stats.lost += lost
+            self.stats.pending = len(self._pending)
+        if lost:
+            self._count_lost(lost, "buffer full while the database is unavailable")
+
+    def _drain(self) -> bool:
+        """Write everything pending; False when the database refused (the batch waits for the retry)."""
+        while True:
+            batch = self._take()
+            if not batch:
+                return True
+            for p in batch:
+                self._finish(p)
+            try:
+                self.log.write_decisions([p.decision for p in batch])
+            except DecisionLogError as exc:
+                self._give_back(batch)
+                with self._lock:
+                    self.stats.failed_writes += 1
+                    first = not self.stats.degraded
+                    self.stats.degraded = True
+                    self.stats.last_error = str(exc)
+                if first:
+                    log.error('{"event": "decision_log_degraded", "error": %s}', _json_str(str(exc)))
+                return False
+            except Exception as exc:  # a bug: never kill the thread; count the batch as lost
+                with self._lock:
+                    self.stats.lost += len(batch)
+                self._count_lost(len(batch), f"{type(exc).__name__}: {exc}")
+                continue
+            with self._lock:
+                self.stats.written += len(batch)
+                self.stats.pending = len(self._pending)
+                recovered = self.stats.degraded
+                self.stats.degraded = False
+                self.stats.last_error = None
+            if recovered:
+                log.warning('{"event": "decision_log_recovered"}')
+            if self.on_written is not None:
+                self.on_written(len(batch))
+
+    def _finish(self, p: Pending) -> None:
+        """Drift sample and masked text, then forget the raw text."""
+        if p.text is None:
+            return
+        self._seen += 1
+        if p.model is not None and self.drift_every and self._seen % self.drift_every == 0:
+            try:
+                p.decision.n_tokens, p.decision.n_unseen = token_coverage(p.model, p.text)
+            except Exception:  # drift is a signal, never a reason to lose the decision
+                pass
+        if self.log.store_texts and p.decision.text is None:
+            p.decision.text = mask_pii(p.text)
+        p.text = None
+        p.model = None
+
+    def _maybe_purge(self) -> None:
+        if self.text_retention is None or not self.log.store_texts:
+            return
+        now = time.monotonic()
+        if now - self._last_purge < self.purge_every_s:
+            return
+        self._last_purge = now
+        try:
+            self.log.purge_texts(self.text_retention)
+        except DecisionLogError as exc:
+            log.error('{"event": "decision_log_purge_failed", "error": %s}', _json_str(str(exc)))
+
+    def _count_lost(self, n: int, why: str) -> None:
+        if self.on_lost is not None:
+            self.on_lost(n)
+        log.error('{"event": "decision_log_lost", "records": %d, "reason": %s}', n, _json_str(why))
+
+    # -- stopping -------------------------------------------------------------------------------------------
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Write what is pending now (in the caller's thread); True when nothing is left."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._drain():
+                return True
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        return False
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread, then flush; what cannot be written by the deadline is counted as lost."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        if not self.flush(timeout_s):
+            with self._lock:
+                n = len(self._pending)
+                self._pending.clear()
+                self.stats.lost += n
+                self.stats.pending = 0
+            if n:
+                self._count_lost(n, "service stopped while the database was unavailable")
+
+
+def _json_str(s: str) -> str:
+    import json
+
+    return json.dumps(s, ensure_ascii=False)

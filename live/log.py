@@ -86,12 +86,14 @@ class Decision:
                         created_at: datetime | None = None) -> Decision:
         """From a prediction record (``classifier.model.prediction_record``, what the service answers)."""
         routing = record.get("routing") or {}
-        place = routing.get("place") or {}
+        place = routing.get("place") if isinstance(routing, dict) else None
+        source = place.get("source") if isinstance(place, dict) else None
         labels = tuple(TargetDecision(t, str(e["label"]), float(e["score"]), bool(e["needs_review"]))
                        for t, e in record["targets"].items())
         return cls(case_id=case_id, request_id=request_id, model_version=model_version,
                    needs_review=bool(record["needs_review"]), labels=labels, created_at=created_at or utc_now(),
-                   routing_path=routing.get("path"), place_source=place.get("source") if routing else None)
+                   routing_path=routing.get("path") if isinstance(routing, dict) else None,
+                   place_source=str(source) if source is not None else None)
 
 
 @dataclass(frozen=True)

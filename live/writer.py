@@ -57,7 +57,8 @@ class DecisionWriter:
                  max_pending: int = 100_000, max_backoff_s: float = 5.0, drift_sample: float = 0.1,
                  text_retention: timedelta | None = None, purge_every_s: float = 3600.0,
                  on_written: Callable[[int], None] | None = None,
-                 on_lost: Callable[[int], None] | None = None) -> None:
+                 on_lost: Callable[[int], None] | None = None,
+                 before_write: Callable[[], None] | None = None) -> None:
         self.log = decision_log
         self.batch_size = batch_size
         self.interval_s = interval_s
@@ -68,6 +69,7 @@ class DecisionWriter:
         self.purge_every_s = purge_every_s
         self.on_written = on_written
         self.on_lost = on_lost
+        self.before_write = before_write  # e.g. migrate the schema once the database is back
         self.stats = WriterStats()
         self._pending: deque[Pending] = deque()
         self._lock = threading.Lock()
@@ -139,6 +141,8 @@ class DecisionWriter:
             for p in batch:
                 self._finish(p)
             try:
+                if self.before_write is not None:
+                    self.before_write()
                 self.log.write_decisions([p.decision for p in batch])
             except DecisionLogError as exc:
                 self._give_back(batch)

@@ -17,12 +17,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.decisions import DecisionRecorder
 from service.errors import on_http_error, on_validation_error
+from service.feedback import feedback_router
 from service.loading import LoadedModel, ModelHolder, load_model, routing_info
 from service.metrics import ServiceMetrics
 from service.middleware import RequestLog
 from service.model_info import head_info, scalar_metrics
 from service.predicting import Coalescer, check_unique_ids, json_response, label_counts, predict_isolated, text_problem
+from service.quality import QualityRefresher, quality_router
 from service.schemas import (
     AUTH_ERRORS,
     ERRORS,
@@ -40,6 +43,7 @@ from service.settings import MAX_TOP_K, ServiceSettings
 
 log = logging.getLogger("hotline.serve")
 
+
 # -- the app --------------------------------------------------------------------------------------------------
 def create_app(
     settings: ServiceSettings | None = None,
@@ -52,6 +56,9 @@ def create_app(
     holder = ModelHolder(settings, loaded)
     metrics = ServiceMetrics()
     coalescer = Coalescer(metrics)
+    recorder = DecisionRecorder(settings, metrics) if settings.decision_log else None
+    refresher = (QualityRefresher(recorder, settings, metrics, lambda: holder.current)
+                 if recorder is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +67,15 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         metrics.set_model(holder.current.version)
         log.info(json.dumps({"event": "model_loaded", "version": holder.current.version, "pid": os.getpid()}))
-        yield
+        if recorder is not None and refresher is not None:
+            await anyio.to_thread.run_sync(recorder.open)
+            refresher.start()
+        try:
+            yield
+        finally:
+            if recorder is not None and refresher is not None:
+                refresher.close()
+                await anyio.to_thread.run_sync(recorder.close)  # flushes what is buffered
 
     app = FastAPI(
         title="12345 hotline complaint classifier",
@@ -72,6 +87,7 @@ def create_app(
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.recorder = recorder
     app.add_middleware(RequestLog, metrics=metrics, max_request_bytes=settings.max_request_bytes)
 
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key")
@@ -116,6 +132,9 @@ def create_app(
         place = body.place if body.place is not None else current.default_place
         result = await coalescer.predict(current, body.text, place, body.top_k, body.targets, body.explain)
         metrics.observe_predictions([result])
+        if recorder is not None:
+            recorder.record(current, [result], [body.case_id or info["request_id"]], info["request_id"],
+                            [body.text])
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
         return json_response(PredictResponse.model_validate(
@@ -149,14 +168,19 @@ def create_app(
             places = [items[i].place if items[i].place is not None else current.default_place for i in good]
             predictions = predict_isolated(current, [items[i].text for i in good], places, body.top_k,
                                             body.targets, body.explain)
-            ok = []
+            ok, ok_items = [], []
             for i, p in zip(good, predictions, strict=True):
                 if isinstance(p, ItemError):
                     results[i]["error"] = {"type": p.type, "message": f"item {items[i].id!r}: {p.message}"}
                 else:
                     results[i]["prediction"] = p
                     ok.append(p)
+                    ok_items.append(items[i])
             metrics.observe_predictions(ok)
+            if recorder is not None:
+                rid = info["request_id"]
+                recorder.record(current, ok, [it.case_id or f"{rid}:{it.id}" for it in ok_items], rid,
+                                [it.text for it in ok_items])
             info["labels"] = label_counts(ok)
         failed = sum(r["error"] is not None for r in results)
         info["failed"] = failed
@@ -173,14 +197,17 @@ def create_app(
     def ready() -> Any:
         """A model is loaded and answers a probe prediction."""
         current = holder.current
+        log_state, log_detail = recorder.status() if recorder is not None else ("off", None)
         if current is None:
-            return JSONResponse({"ready": False, "model_version": None, "detail": "no model loaded"}, 503)
+            return JSONResponse({"ready": False, "model_version": None, "detail": "no model loaded",
+                                 "decision_log": log_state}, 503)
         try:
             current.model.predict_details(["就绪检查"], top_k=1)
         except Exception as exc:  # the model is loaded but cannot answer: not ready, and say why
-            return JSONResponse({"ready": False, "model_version": current.version,
+            return JSONResponse({"ready": False, "model_version": current.version, "decision_log": log_state,
                                  "detail": f"probe prediction failed: {type(exc).__name__}: {exc}"}, 503)
-        return {"ready": True, "model_version": current.version}
+        # a degraded log does not stop predictions: still ready, and says why
+        return {"ready": True, "model_version": current.version, "decision_log": log_state, "detail": log_detail}
 
     @app.get("/model", response_model=ModelInfo, dependencies=client_auth,
              responses={503: ERRORS[503], **(AUTH_ERRORS if client_auth else {})})
@@ -210,6 +237,10 @@ def create_app(
     def prometheus_metrics() -> Response:
         """Prometheus metrics of this worker process."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    if recorder is not None:
+        app.include_router(feedback_router(recorder, serving_model, client_auth, settings.max_text_length))
+        app.include_router(quality_router(recorder, settings, serving_model, client_auth))
 
     if settings.admin_api_key is not None:
 

@@ -35,6 +35,42 @@ class ServiceMetrics:
         self.reloads = Counter("hotline_model_reloads", "Model reloads by outcome", ["outcome"], registry=r)
         self.coalesced = Histogram("hotline_predict_coalesced", "Single /predict requests predicted in one model "
                                    "call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        # the decision log (service/decisions.py)
+        self.decisions_written = Counter("hotline_decision_log_written", "Decisions written to the decision log",
+                                         registry=r)
+        self.decisions_lost = Counter("hotline_decision_log_lost", "Decisions that could not be written to the "
+                                      "decision log (database unavailable and the buffer full, or the service "
+                                      "stopped before it came back)", registry=r)
+        self.decisions_pending = Gauge("hotline_decision_log_pending", "Decisions waiting in memory to be written",
+                                       registry=r, multiprocess_mode="livesum")
+        self.decision_log_degraded = Gauge("hotline_decision_log_degraded", "1 while the decision log cannot be "
+                                           "written", registry=r, multiprocess_mode="livemax")
+        self.corrections = Counter("hotline_corrections", "Corrections received by source and outcome (stored, "
+                                   "replaced, unchanged, refused)", ["source", "status"], registry=r)
+        self.correction_new_labels = Counter("hotline_correction_new_labels", "Corrections whose label the model "
+                                             "does not know, by target", ["target"], registry=r)
+        # live quality of the serving version over each window (service/quality.py refreshes them)
+        self.live_accuracy = Gauge("hotline_live_accuracy", "Accuracy of the serving version's predictions whose "
+                                   "case got a correction or confirmation; scope: all, auto (went out without "
+                                   "review), review", ["target", "window", "scope"], registry=r,
+            multiprocess_mode="livemostrecent")
+        self.live_labeled = Gauge("hotline_live_labeled", "Predictions of the serving version with a final label",
+                                  ["target", "window", "scope"], registry=r,
+            multiprocess_mode="livemostrecent")
+        self.live_review_rate = Gauge("hotline_live_review_rate", "Share of the serving version's predictions sent "
+                                      "to review", ["target", "window"], registry=r,
+            multiprocess_mode="livemostrecent")
+        self.live_new_label_share = Gauge("hotline_live_new_label_share", "Share of final labels the serving "
+                                          "version does not know", ["target", "window"], registry=r,
+            multiprocess_mode="livemostrecent")
+        self.live_label_psi = Gauge("hotline_live_label_psi", "Population stability index of the predicted label "
+                                    "mix against the training mix", ["target", "window"], registry=r,
+            multiprocess_mode="livemostrecent")
+        self.live_unseen_token_share = Gauge("hotline_live_unseen_token_share", "Share of incoming tokens the "
+                                             "serving version never saw in training (a sample)", ["window"],
+                                             registry=r, multiprocess_mode="livemostrecent")
+        self.live_refreshed = Gauge("hotline_live_quality_timestamp_seconds", "When the live-quality gauges were "
+                                    "last computed (Unix time)", registry=r, multiprocess_mode="livemax")
         self._lock = threading.Lock()
         self._n_texts = 0
         self._n_review = 0

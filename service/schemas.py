@@ -2,9 +2,11 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from classifier.model import MAX_PLACE_HINT
+from live.log import MAX_CORRECTIONS_PER_BATCH
+from live.schema import MAX_CASE_ID, MAX_LABEL, MAX_TARGET
 from service.settings import MAX_TOP_K
 
 # -- request and response models ------------------------------------------------------------------------------
@@ -18,6 +20,9 @@ PlaceHint = Annotated[str | None, Field(
     "county whose line was called: 海原县, 海原县李旺镇); a routing model uses it when the text names no county or "
     "town itself; refused (422) by a model without routing")]
 
+CaseId = Annotated[str, Field(min_length=1, max_length=MAX_CASE_ID, pattern=r"^[^\x00-\x1f\x7f]+$",
+                              description="the work-order system's case id (no control characters)")]
+
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,6 +32,9 @@ class PredictRequest(BaseModel):
     top_k: TopK = 3
     explain: bool = Field(default=False, description="add the terms behind each label")
     targets: TargetNames = None
+    case_id: CaseId | None = Field(default=None, description="the work-order system's case id, recorded with the "
+                                   "decision so that corrections (POST /feedback) can name it; default: the "
+                                   "request id")
 
 
 class BatchItem(BaseModel):
@@ -35,6 +43,8 @@ class BatchItem(BaseModel):
     id: str = Field(min_length=1, max_length=200, description="the caller's id, echoed in the result")
     text: str
     place: PlaceHint = None
+    case_id: CaseId | None = Field(default=None, description="the case id recorded with the decision; default: "
+                                   "\"<request id>:<id>\"")
 
 
 class BatchRequest(BaseModel):
@@ -111,6 +121,9 @@ class ReadyResponse(BaseModel):
     ready: bool
     model_version: str | None = None
     detail: str | None = None
+    decision_log: Literal["ok", "degraded", "off"] = Field(default="off", description="degraded: decisions cannot "
+                                                           "be written now (they wait in memory; predictions go "
+                                                           "on) and corrections get 503")
 
 
 class HeadInfo(BaseModel):
@@ -174,3 +187,63 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse, "description": "missing or wrong key"}}
 
+
+
+# -- the decision log: corrections and live quality -----------------------------------------------------------
+TargetName = Annotated[str, Field(min_length=1, max_length=MAX_TARGET)]
+LabelText = Annotated[str, Field(min_length=1, max_length=MAX_LABEL)]
+Source = Literal["dispatcher", "agency_return", "audit"]
+CorrectionStatus = Literal["stored", "replaced", "unchanged"]
+
+
+class CorrectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: CaseId
+    labels: dict[TargetName, LabelText] = Field(min_length=1, max_length=20, description="the final label of any "
+                                                "of the model's targets, e.g. {\"agency\": \"...\"}")
+    source: Source = Field(description="dispatcher (改派), agency_return (退单) or audit")
+    time: AwareDatetime | None = Field(default=None, description="when the case was corrected, ISO 8601 with a "
+                                       "time zone (default: now); not before the prediction it corrects")
+    text: str | None = Field(default=None, min_length=1, description="the complaint text, for a case the service "
+                             "never predicted (stored masked, only with HOTLINE_DECISION_LOG_TEXTS)")
+
+
+class CorrectionBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CorrectionRequest] = Field(min_length=1, max_length=MAX_CORRECTIONS_PER_BATCH)
+
+
+class CorrectionResponse(BaseModel):
+    case_id: str
+    status: CorrectionStatus = Field(description="stored (new), replaced (this source had said otherwise: the "
+                                     "old label is kept in the history) or unchanged (the same correction again)")
+    targets: dict[str, CorrectionStatus]
+    new_labels: list[str] = Field(description="targets whose label the serving model does not know (a new or "
+                                  "renamed agency): stored, and counted for retraining")
+    case_seen: bool = Field(description="the service predicted this case (false: known from the correction's text)")
+
+
+class CorrectionBatchResult(BaseModel):
+    case_id: str
+    result: CorrectionResponse | None = Field(default=None, exclude_if=lambda v: v is None)
+    error: ItemError | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class CorrectionBatchResponse(BaseModel):
+    results: list[CorrectionBatchResult]
+    stored: int
+    replaced: int
+    unchanged: int
+    failed: int
+
+
+class QualityResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    generated_at: str
+    serving_version: str | None
+    windows: dict[str, Any] = Field(description="per window (\"7d\", \"30d\"): since, and per model version its "
+                                    "decisions, review rate, unseen-token share and per target predictions, "
+                                    "review_rate, labeled, accuracy (auto / review), new_label_share, label_psi")

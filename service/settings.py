@@ -41,6 +41,26 @@ class ServiceSettings(BaseSettings):
                                       "store at start-up")
     strict_versions: bool = Field(default=False, description="refuse models trained with other library versions")
     log_texts: bool = Field(default=False, description="DEBUG ONLY: put complaint texts in the request log")
+    decision_log: bool = Field(default=True, description="record every prediction and take corrections "
+                               "(POST /feedback, GET /quality); off: neither")
+    decision_log_url: SecretStr | None = Field(default=None, description="the decision log's database: "
+                                               "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB "
+                                               "(several replicas sharing one log); default: decisions.sqlite "
+                                               "in the model store")
+    decision_log_texts: bool = Field(default=False, description="store each decision's text, masked, in the "
+                                     "log (for retraining from corrections); personal data: kept "
+                                     "DECISION_LOG_TEXT_RETENTION_DAYS")
+    decision_log_text_retention_days: int = Field(default=30, ge=1, le=3650, description="stored texts older "
+                                                  "than this are blanked (hourly)")
+    decision_log_max_pending: int = Field(default=100_000, ge=100, le=10_000_000, description="decisions held "
+                                          "in memory while the database is unavailable; beyond, the oldest are "
+                                          "counted as lost")
+    decision_log_drift_sample: float = Field(default=0.1, ge=0.0, le=1.0, description="share of decisions "
+                                             "whose tokens are checked against the vocabulary (drift)")
+    quality_windows: list[int] = Field(default=[7, 30], min_length=1, max_length=5, description="days of the "
+                                       "live-quality windows, JSON: [7, 30]")
+    quality_refresh_seconds: float = Field(default=60.0, ge=5.0, le=86_400.0, description="how often /metrics' "
+                                           "live-quality gauges are recomputed")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("thresholds")
@@ -50,6 +70,21 @@ class ServiceSettings(BaseSettings):
         if bad:
             raise ValueError(f"review thresholds must be probabilities from 0 to 1, got {bad}")
         return value
+
+    @field_validator("quality_windows")
+    @classmethod
+    def _windows_in_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= w <= 366 for w in value):
+            raise ValueError(f"quality windows are days from 1 to 366, got {value}")
+        return sorted(set(value))
+
+    def decision_log_address(self) -> str:
+        """The decision log's database URL (the setting, or the SQLite file in the model store)."""
+        from live.db import default_url
+
+        if self.decision_log_url is not None:
+            return self.decision_log_url.get_secret_value()
+        return default_url(self.model_store)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> "ServiceSettings":

@@ -30,6 +30,13 @@ TINY_CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _decision_log_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's service writes its decision log to its own temporary SQLite file, never into ``models/``
+    (tests of the default location unset this)."""
+    monkeypatch.setenv("HOTLINE_DECISION_LOG_URL", f"sqlite:///{tmp_path / 'decisions.sqlite'}")
+
+
 def tiny_config(**updates: object) -> TrainingConfig:
     base = TrainingConfig(min_class_count=1, test_size=0.0, seed=7)
     # hyperparameters pinned so that tuning the shipped defaults does not move these tests' scores

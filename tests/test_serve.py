@@ -297,7 +297,8 @@ def test_batch_over_the_limit_is_refused_with_the_limit(store):
 # -- health, ready, model, metrics --------------------------------------------------------------------------------
 def test_health_ready_and_model(client, store, tiny_model):
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"ready": True, "model_version": store[1], "detail": None}
+    assert client.get("/ready").json() == {"ready": True, "model_version": store[1], "detail": None,
+                                           "decision_log": "ok"}
     info = client.get("/model").json()
     assert info["version"] == store[1]
     assert info["trained_at"] == store[0].manifest(store[1])["created"]
@@ -336,7 +337,7 @@ def test_ready_is_503_when_no_model_is_loaded(store):
     client = TestClient(app)  # no `with`: the lifespan does not run, nothing is loaded
     r = client.get("/ready")
     assert r.status_code == 503
-    assert r.json() == {"ready": False, "model_version": None, "detail": "no model loaded"}
+    assert r.json() == {"ready": False, "model_version": None, "detail": "no model loaded", "decision_log": "off"}
     r = client.post("/predict", json={"text": TRAFFIC})
     assert r.status_code == 503
     assert r.json()["detail"] == "no model is loaded yet; retry shortly"

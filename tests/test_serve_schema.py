@@ -24,6 +24,9 @@ OPERATIONS = [
     ("GET", "/model"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
+    ("POST", "/feedback"),
+    ("POST", "/feedback/batch"),
+    ("GET", "/quality"),
 ]
 
 
@@ -33,6 +36,7 @@ def api_schema(tiny_model, tmp_path_factory):
     config = ServiceSettings(model_store=store.path, admin_api_key=ADMIN_KEY, max_text_length=2_000,
                              max_batch_size=50)
     app = create_app(config, loaded=load_model(config))
+    app.state.recorder.open()  # the lifespan does not run under schemathesis: open the decision log here
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -1,0 +1,125 @@
+"""The service's side of the decision log: record each prediction off the request path, store corrections.
+
+One ``DecisionRecorder`` per worker process (opened in the app's lifespan, after the fork): its
+``DecisionWriter`` thread writes decisions in batches; corrections are written synchronously, so a correction
+answered 2xx is in the database.  When the database is down, predictions go on (their records wait in the
+writer's bounded buffer, and what cannot be kept is counted in ``hotline_decision_log_lost``), ``/ready`` says
+the log is degraded and ``/feedback`` answers 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from classifier.errors import DecisionLogError
+from live.db import describe_url
+from live.log import Correction, CorrectionError, CorrectionResult, Decision, DecisionLog
+from live.writer import DecisionWriter, Pending
+from service.loading import LoadedModel
+from service.metrics import ServiceMetrics
+from service.settings import ServiceSettings
+
+__all__ = ["DecisionRecorder"]
+
+log = logging.getLogger("hotline.serve")
+
+
+class DecisionRecorder:
+    def __init__(self, settings: ServiceSettings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.url = settings.decision_log_address()
+        self.log: DecisionLog | None = None
+        self.writer: DecisionWriter | None = None
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._known: dict[str, dict[str, frozenset[str]]] = {}
+
+    # -- life -----------------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect and migrate; a database that is down now only degrades the log (retried on each write)."""
+        self.log = DecisionLog(self.url, store_texts=self.settings.decision_log_texts, migrate_schema=False)
+        self.writer = DecisionWriter(
+            self.log, max_pending=self.settings.decision_log_max_pending,
+            drift_sample=self.settings.decision_log_drift_sample,
+            text_retention=timedelta(days=self.settings.decision_log_text_retention_days),
+            on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,
+            before_write=self.ensure_schema,
+        )
+        try:
+            self.ensure_schema()
+        except DecisionLogError as exc:
+            self.writer.stats.degraded = True
+            self.writer.stats.last_error = str(exc)
+            log.error(json.dumps({"event": "decision_log_degraded", "error": str(exc)}, ensure_ascii=False))
+        self.writer.start()
+        log.info(json.dumps({"event": "decision_log_opened", "url": describe_url(self.url),
+                             "texts": self.settings.decision_log_texts}))
+
+    def ensure_schema(self) -> None:
+        if self._schema_ready or self.log is None:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                from live.db import migrate
+
+                migrate(self.log.engine)
+                self._schema_ready = True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.log is not None:
+            self.log.close()
+
+    # -- decisions ------------------------------------------------------------------------------------------
+    def record(self, current: LoadedModel, results: Sequence[Mapping[str, Any]], case_ids: Sequence[str],
+               request_id: str, texts: Sequence[str]) -> None:
+        if self.writer is None:
+            return
+        pending = [Pending(Decision.from_prediction(r, case_id=c, request_id=request_id,
+                                                    model_version=current.version), text=t, model=current.model)
+                   for r, c, t in zip(results, case_ids, texts, strict=True)]
+        self.writer.record(pending)
+        self.metrics.decisions_pending.set(self.writer.stats.pending)
+
+    def status(self) -> tuple[str, str | None]:
+        """("ok" | "degraded" | "off", why)."""
+        if self.writer is None:
+            return "off", None
+        stats = self.writer.stats
+        self.metrics.decisions_pending.set(stats.pending)
+        self.metrics.decision_log_degraded.set(1 if stats.degraded else 0)
+        if stats.degraded:
+            return "degraded", (f"the decision log cannot be written ({stats.last_error}); {stats.pending:,} "
+                                f"decisions wait in memory, {stats.lost:,} lost so far; predictions go on")
+        return "ok", None
+
+    # -- corrections ----------------------------------------------------------------------------------------
+    def known_labels(self, current: LoadedModel) -> dict[str, frozenset[str]]:
+        known = self._known.get(current.version)
+        if known is None:
+            known = {t: frozenset(current.model.classes(t)) for t in current.model.targets_}
+            self._known = {current.version: known}  # only the serving version's
+        return known
+
+    def correct(self, current: LoadedModel, items: Sequence[Correction]) -> list[CorrectionResult | CorrectionError]:
+        """Store corrections (raises ``DecisionLogError`` when the database cannot: the caller answers 503)."""
+        if self.log is None:
+            raise DecisionLogError("the decision log is off (HOTLINE_DECISION_LOG=false); corrections are not "
+                                   "stored")
+        self.ensure_schema()
+        outcomes = self.log.add_corrections(items, self.known_labels(current))
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, CorrectionResult):
+                self.metrics.corrections.labels(item.source, outcome.status).inc()
+                for target in outcome.new_labels:
+                    self.metrics.correction_new_labels.labels(target).inc()
+            else:
+                self.metrics.corrections.labels(item.source, "refused").inc()
+        return outcomes

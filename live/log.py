@@ -124,7 +124,7 @@ class DecisionLog:
                  busy_timeout_s: float = 5.0) -> None:
         self.url = url
         self.store_texts = store_texts
-        self.engine: Engine = open_engine(url, busy_timeout_s=busy_timeout_s)
+        self.engine: Engine = open_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=busy_timeout_s)
         if migrate_schema:
             migrate(self.engine)
 

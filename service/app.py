@@ -88,6 +88,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.recorder = recorder
+    app.state.quality_refresher = refresher
     app.add_middleware(RequestLog, metrics=metrics, max_request_bytes=settings.max_request_bytes)
 
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key")

@@ -43,7 +43,8 @@ class DecisionRecorder:
     # -- life -----------------------------------------------------------------------------------------------
     def open(self) -> None:
         """Connect and migrate; a database that is down now only degrades the log (retried on each write)."""
-        self.log = DecisionLog(self.url, store_texts=self.settings.decision_log_texts, migrate_schema=False)
+        self.log = DecisionLog(self.url, store_texts=self.settings.decision_log_texts, migrate_schema=False,
+                               busy_timeout_s=self.settings.decision_log_timeout_seconds)
         self.writer = DecisionWriter(
             self.log, max_pending=self.settings.decision_log_max_pending,
             drift_sample=self.settings.decision_log_drift_sample,

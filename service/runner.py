@@ -63,6 +63,28 @@ def prepare_store(settings: ServiceSettings, say: Callable[[str], None]) -> Mode
     return store
 
 
+def prepare_decision_log(settings: ServiceSettings, say: Callable[[str], None]) -> None:
+    """Migrate the decision log once, before the workers fork (they would race to do it); a database that is
+    down now does not stop the service: the log starts degraded and each worker retries."""
+    if not settings.decision_log:
+        say("decision log off (HOTLINE_DECISION_LOG=false): predictions are not recorded, /feedback is absent")
+        return
+    from classifier.errors import DecisionLogError
+    from live.db import describe_url
+    from live.log import DecisionLog
+
+    url = settings.decision_log_address()
+    try:
+        decision_log = DecisionLog(url, busy_timeout_s=settings.decision_log_timeout_seconds)
+        decision_log.close()
+    except DecisionLogError as exc:
+        log.error(json.dumps({"event": "decision_log_degraded", "error": str(exc)}, ensure_ascii=False))
+        return
+    texts = (f"masked texts kept {settings.decision_log_text_retention_days} days" if settings.decision_log_texts
+             else "no texts")
+    say(f"decision log at {describe_url(url)} ({texts})")
+
+
 def serve(settings: ServiceSettings) -> int:
     """Load the model, bind the socket, then run one uvicorn server or fork ``workers`` of them."""
     configure_logging(settings.log_level)
@@ -79,6 +101,7 @@ def serve(settings: ServiceSettings) -> int:
         loaded = load_model(settings)
     except (ModelStoreError, ComplaintInputError, OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"error: cannot load the model: {exc}") from None
+    prepare_decision_log(settings, say)
     freeze_heap()  # before forking: the workers share the model's pages and never collect them
     say(f"loaded model version {loaded.version} from {settings.model_store}")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)

@@ -152,3 +152,14 @@ def test_a_postgres_outage_fails_no_prediction_and_loses_no_answered_correction(
         q = httpx.get(url + "/quality", timeout=30).json()
         cat = q["windows"]["7d"]["versions"][version]["targets"]["category"]
         assert (cat["labeled"], cat["accuracy"]) == (labeled, pytest.approx(right / labeled))
+
+
+def test_two_workers_share_one_sqlite_log(tiny_model, tmp_path):
+    store, _ = tiny_store(tmp_path / "store", tiny_model)
+    log_url = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    with server_process(store.path, tmp_path / "server.log", workers=2, HOTLINE_DECISION_LOG_URL=log_url) as (url, _):
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for i in range(40):
+                assert c.post("/predict", json={"text": TINY_CASES[i % 12][0], "case_id": f"W-{i}"}).status_code == 200
+    counts = DecisionLog(log_url).counts()
+    assert counts["decisions"] == 40 and counts["predictions"] == 80

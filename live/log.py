@@ -14,7 +14,8 @@ into every prediction of that case (``predictions.truth``) so that live accuracy
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,6 +126,7 @@ class DecisionLog:
         self.url = url
         self.store_texts = store_texts
         self.engine: Engine = open_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=busy_timeout_s)
+        self._insert_sql: dict[tuple[str, tuple[str, ...]], tuple[str, Any]] = {}
         if migrate_schema:
             migrate(self.engine)
 
@@ -141,26 +143,51 @@ class DecisionLog:
 
     # -- decisions --------------------------------------------------------------------------------------
     def write_decisions(self, batch: Sequence[Decision]) -> int:
-        """Insert decisions and their per-target predictions in one transaction; returns how many."""
+        """Insert decisions and their per-target predictions in one transaction; returns how many.
+
+        The rows go to the driver's ``executemany`` as they are (no per-row SQLAlchemy processing: a decision
+        costs the writer thread about a tenth of what it did through ``Connection.execute``), and each decision
+        gets a random 63-bit id, so no ``RETURNING`` round trip is needed and replicas never collide."""
         if not batch:
             return 0
-        rows = [{"case_id": d.case_id[:MAX_CASE_ID], "request_id": d.request_id[:64],
-                 "created_at": d.created_at, "model_version": d.model_version, "needs_review": d.needs_review,
-                 "routing_path": d.routing_path, "place_source": d.place_source, "n_tokens": d.n_tokens,
-                 "n_unseen": d.n_unseen, "text": d.text if self.store_texts else None} for d in batch]
+        when = self._datetime_processor()
+        dec_rows, pred_rows = [], []
+        for d in batch:
+            decision_id = secrets.randbits(63)
+            case_id = d.case_id[:MAX_CASE_ID]
+            created = when(d.created_at)
+            dec_rows.append({"id": decision_id, "case_id": case_id, "request_id": d.request_id[:64],
+                             "created_at": created, "model_version": d.model_version,
+                             "needs_review": d.needs_review, "routing_path": d.routing_path,
+                             "place_source": d.place_source, "n_tokens": d.n_tokens, "n_unseen": d.n_unseen,
+                             "text": d.text if self.store_texts else None})
+            for t in d.labels:
+                pred_rows.append({"decision_id": decision_id, "case_id": case_id, "created_at": created,
+                                  "model_version": d.model_version, "target": t.target,
+                                  "label": t.label[:MAX_LABEL], "score": t.score, "needs_review": t.needs_review})
         try:
             with self.engine.begin() as conn:
-                ids = conn.execute(insert(decisions).returning(decisions.c.id, sort_by_parameter_order=True),
-                                   rows).scalars().all()
-                per_target = [{"decision_id": i, "case_id": r["case_id"], "created_at": d.created_at,
-                               "model_version": d.model_version, "target": t.target, "label": t.label[:MAX_LABEL],
-                               "score": t.score, "needs_review": t.needs_review}
-                              for i, r, d in zip(ids, rows, batch, strict=True) for t in d.labels]
-                if per_target:
-                    conn.execute(insert(predictions), per_target)
+                self._executemany(conn, decisions, dec_rows)
+                if pred_rows:
+                    self._executemany(conn, predictions, pred_rows)
         except SQLAlchemyError as exc:
             raise self._fail("write to", exc) from None
         return len(batch)
+
+    def _datetime_processor(self) -> Callable[[datetime], Any]:
+        """What the dialect stores for a datetime (SQLite: SQLAlchemy's text format, so reads parse it back)."""
+        proc = decisions.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
+        return proc if proc is not None else (lambda v: v)
+
+    def _executemany(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        key = (table.name, tuple(rows[0]))
+        compiled = self._insert_sql.get(key)
+        if compiled is None:
+            c = insert(table).compile(dialect=self.engine.dialect, column_keys=list(rows[0]))
+            compiled = self._insert_sql[key] = (c.string, c.positiontup)
+        sql, order = compiled
+        params = [tuple(r[k] for k in order) for r in rows] if order else rows
+        conn.exec_driver_sql(sql, params)
 
     # -- corrections ------------------------------------------------------------------------------------
     def add_corrections(self, batch: Sequence[Correction], known_labels: Mapping[str, Collection[str]],

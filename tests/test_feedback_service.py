@@ -43,7 +43,7 @@ def test_every_prediction_is_recorded_with_its_case_id(store, tmp_path):
     dlog = DecisionLog(f"sqlite:///{log_path}")
     with dlog.engine.connect() as conn:
         rows = conn.execute(select(decisions.c.case_id, decisions.c.request_id, decisions.c.model_version,
-                                   decisions.c.text).order_by(decisions.c.id)).all()
+                                   decisions.c.text).order_by(decisions.c.created_at)).all()
         labels = conn.execute(select(predictions.c.case_id, predictions.c.target, predictions.c.label,
                                      predictions.c.score)).all()
     batch_rid = batch.json()["request_id"]

@@ -41,10 +41,25 @@ def predict_script(texts: list[str], path: Path) -> Path:
     return lua_script(bodies, path)
 
 
-def start(store: Path, log_path: Path, logging_on: bool, db: Path) -> Server:
+def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.1) -> Server:
     os.environ["HOTLINE_DECISION_LOG"] = "true" if logging_on else "false"
     os.environ["HOTLINE_DECISION_LOG_URL"] = f"sqlite:///{db}"
+    os.environ["HOTLINE_DECISION_LOG_DRIFT_SAMPLE"] = str(drift_sample)
     return Server(store, 1, log_path)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads (seconds): the cost of the work whatever else the shared
+    machine runs, where requests/s also measures how much CPU the process got."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(server: Server, script: Path, duration: int) -> dict[str, Any]:
+    before = cpu_seconds(server.proc.pid)
+    out = wrk(server.url + "/predict", script, 16, duration)
+    out["cpu_us_per_request"] = (cpu_seconds(server.proc.pid) - before) / (out["rps"] * duration) * 1e6
+    return out
 
 
 def feedback_rate(store: Path, work: Path, n_cases: int = 50_000, clients: int = 4, batch: int = 100) -> dict:
@@ -96,22 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training the demo model into {store} ...", file=sys.stderr)
     ensure_demo_model(ModelStore(store))
     script = predict_script(complaints(), work / "predict.lua")
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-    servers = {mode: start(store, work / f"server-{mode}.log", mode == "on", work / "predict.sqlite")
-               for mode in ("off", "on")}
+    modes = ("off", "on", "on, no drift sample")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    servers = {mode: start(store, work / f"server-{i}.log", mode != "off", work / f"predict-{i}.sqlite",
+                           0.0 if "no drift" in mode else 0.1) for i, mode in enumerate(modes)}
     try:
         for s in servers.values():
             wrk(s.url + "/predict", script, 16, 3)  # warm-up
         for _ in range(args.repeats):
-            for mode in ("off", "on"):
-                runs[mode].append(wrk(servers[mode].url + "/predict", script, 16, args.duration))
+            for mode in modes:
+                runs[mode].append(run(servers[mode], script, args.duration))
         logged = httpx.get(servers["on"].url + "/metrics").text
     finally:
         for s in servers.values():
             s.stop()
-    written = DecisionLog(f"sqlite:///{work / 'predict.sqlite'}").counts()["decisions"]
+    written = DecisionLog(f"sqlite:///{work / 'predict-1.sqlite'}").counts()["decisions"]
     sent = sum(r["rps"] * args.duration for r in runs["on"])
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")} for m, rs in runs.items()}
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")}
+           for m, rs in runs.items()}
     print("feedback batches ...", file=sys.stderr)
     fb = feedback_rate(store, work)
     results = {
@@ -123,13 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    off, on = med["off"], med["on"]
+    off = med["off"]
+    rows = "\n".join(f"| decision log {m} | {r['rps']:,.0f} ({r['rps'] / off['rps']:.3f}) | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} ({r['p99_ms'] - off['p99_ms']:+.2f}) | {r['cpu_us_per_request']:.0f} "
+                     f"({r['cpu_us_per_request'] / off['cpu_us_per_request']:.3f}) |" for m, r in med.items())
+    header = (f"| /predict, concurrency 16, 1 worker (median of {args.repeats} alternating {args.duration} s runs) "
+              "| requests/s (/ off) | p50 ms | p99 ms (- off) | server CPU µs per request (/ off) |")
     print(f"""
-| /predict, concurrency 16, 1 worker (median of {args.repeats} alternating {args.duration} s runs) | requests/s | p50 ms | p99 ms |
-| --- | --- | --- | --- |
-| decision log off | {off['rps']:,.0f} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} |
-| decision log on (SQLite) | {on['rps']:,.0f} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} |
-| on / off | {on['rps'] / off['rps']:.3f} | | {on['p99_ms'] - off['p99_ms']:+.2f} ms |
+{header}
+| --- | --- | --- | --- | --- |
+{rows}
 
 Decisions written while logging was on: {written:,} (wrk sent about {sent:,.0f} requests in the timed runs, plus
 the warm-up); {results['lost_metric_line']}.

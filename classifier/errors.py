@@ -27,6 +27,9 @@ __all__ = [
     "NoCurrentModelError",
     "CorruptModelError",
     "ModelIntegrityError",
+    "ModelSignatureError",
+    "ModelTypeError",
+    "ModelStoreLockedError",
     "ModelVersionError",
     "ModelVersionWarning",
     "NotFittedError",
@@ -109,6 +112,19 @@ class CorruptModelError(ModelStoreError):
 
 class ModelIntegrityError(CorruptModelError):
     """A file's sha256 differs from the manifest: the model is refused before unpickling."""
+
+
+class ModelSignatureError(ModelIntegrityError):
+    """A signing key is set and a version's manifest is unsigned, signed with another key, or changed since it
+    was signed: the model is refused before unpickling."""
+
+
+class ModelTypeError(CorruptModelError):
+    """A version's verified ``model.joblib`` unpickled to something that is not a model (a dict, a list...)."""
+
+
+class ModelStoreLockedError(ModelStoreError, TimeoutError):
+    """Another process held the store's lock (saving, promoting) for longer than the wait allowed."""
 
 
 class ModelVersionError(ModelStoreError):

@@ -110,7 +110,7 @@ def test_crash_mid_save_leaves_no_version_and_keeps_current(store, tiny_model, m
     with pytest.raises(OSError, match="disk full"):
         save_model(tiny_model, store, promote=True)
     assert store.versions() == [v1] and store.current() == v1
-    assert [p.name for p in store.path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in store.path.iterdir() if p.name.startswith(".") and p.name != ".lock"] == []
 
 
 def test_partial_folder_is_not_listed_and_summary_flags_broken_versions(store, tiny_model):

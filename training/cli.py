@@ -2,7 +2,7 @@
 
     hotline train cases.xlsx --text 留言详情 --category 一级标签 --agency 承办单位
     hotline predict "兴庆区六盘山中路与凤凰南街交叉口施工，导致交通拥堵" [--json]
-    hotline models list | show VERSION | promote VERSION | rollback
+    hotline models list | show VERSION | promote VERSION | rollback | sign VERSION
     hotline demo
 
 Every command takes ``--store PATH`` (default ``$HOTLINE_MODEL_STORE`` or ``models/``).  Errors print one line
@@ -259,12 +259,13 @@ def format_prediction(result: dict[str, Any]) -> str:
 
 # -- models ---------------------------------------------------------------------------------------------------
 def _add_models(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, show, promote and roll back model versions")
+    p = sub.add_parser("models", help="list, show, promote, roll back and sign model versions")
     msub = p.add_subparsers(dest="models_command", required=True)
     for name, helptext in (("list", "all versions"), ("show", "one version's manifest"),
-                           ("promote", "make a version current"), ("rollback", "go back to the previous current")):
+                           ("promote", "make a version current"), ("rollback", "go back to the previous current"),
+                           ("sign", "sign a version you trust with $HOTLINE_STORE_SIGNING_KEY")):
         mp = msub.add_parser(name, help=helptext)
-        if name in ("show", "promote"):
+        if name in ("show", "promote", "sign"):
             mp.add_argument("version", help="version id (show also takes 'current' or 'latest')")
         mp.add_argument("--json", action="store_true")
         _store_arg(mp)
@@ -300,6 +301,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif action == "rollback":
         version = store.rollback()
         _print_json({"current": version}) if args.json else print(f"rolled back: current version is now {version}")
+    elif action == "sign":
+        version = store.sign(store.resolve(args.version))
+        _print_json({"signed": version}) if args.json else print(f"signed {version}")
     return 0
 
 

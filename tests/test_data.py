@@ -117,3 +117,40 @@ def test_missing_column_single_class_and_nothing_left():
         validate(df, "text", {})
     with pytest.raises(TrainingDataError, match="expected a pandas DataFrame"):
         validate([["a"]], "text", {"category": "category"})
+
+
+# -- issue 15, section 5: training input ------------------------------------------------------------------------
+def test_a_csv_cell_over_the_csv_field_limit_is_read_and_its_row_dropped_with_its_number(tmp_path):
+    """Python's csv module refuses a field over 131,072 characters and with it the whole file."""
+    from classifier.config import TrainingConfig
+    from training.train import train
+
+    rows = [["路灯不亮", "道路设施"], ["井盖丢了", "道路设施"], ["路面塌了", "道路设施"],
+            ["堵车", "交通秩序"], ["乱停车", "交通秩序"], ["红绿灯坏了", "交通秩序"]]
+    rows.insert(3, ["噪音" * 70_001, "交通秩序"])  # 140,002 characters, spreadsheet row 5
+    path = tmp_path / "cases.csv"
+    pd.DataFrame(rows, columns=["text", "category"]).to_csv(path, index=False)
+    df = read_table(path)
+    assert len(df) == 7 and len(df["text"].iloc[3]) == 140_002
+    clean, report = validate(df, "text", {"category": "category"}, max_text_length=10_000)
+    assert report.dropped == {"text longer than 10,000 characters": 1}
+    assert report.dropped_rows["text longer than 10,000 characters"] == [5]
+    assert "dropped 1 rows: text longer than 10,000 characters (rows 5)" in str(report)
+    assert report.rows_used == len(clean) == 6
+    config = TrainingConfig(test_size=0.0, min_class_count=1).with_updates(**{"features.min_df": 1})
+    model = train(path, text="text", targets={"category": "category"}, config=config)
+    assert model.validation_report.dropped_rows == {"text longer than 10,000 characters": [5]}
+    assert model.predict(["红绿灯坏了"])["category"] == ["交通秩序"]
+
+
+def test_the_error_for_a_too_small_class_first_says_how_many_duplicates_were_dropped():
+    df = pd.DataFrame({"text": ["小区门口路灯坏了"] * 50_000, "category": ["道路设施"] * 50_000})
+    with pytest.raises(RareClassError) as caught:
+        validate(df, "text", {"category": "category"})
+    message = str(caught.value)
+    assert message.startswith("of 50,000 rows read, validation dropped 49,999 rows: exact duplicate "
+                              "(same text and labels). After that: classes with fewer than 3 examples")
+    df = pd.DataFrame({"text": ["小区门口路灯坏了"] * 50_000, "category": ["道路设施"] * 50_000})
+    with pytest.raises(TrainingDataError, match=r"^of 50,000 rows read, validation dropped 49,999 rows: exact "
+                                                r"duplicate .*After that: target 'category' has 1 class\(es\)"):
+        validate(df, "text", {"category": "category"}, min_class_count=1)

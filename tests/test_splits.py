@@ -97,3 +97,23 @@ def test_tune_with_groups_scores_new_callers_not_remembered_ones():
     remembered = tune(df, **kwargs).rows[0]["scores"]["category"]["accuracy"]
     new_callers = tune(df, group="caller", **kwargs).rows[0]["scores"]["category"]["accuracy"]
     assert remembered >= 0.95 and new_callers <= 0.75
+
+
+def test_a_group_column_with_a_handful_of_groups_is_refused_with_the_reason(tmp_path, capsys):
+    """5 callers over hundreds of cases: the hold-out would be one caller, whose labels the others never showed
+    (on the Qingdao export: agency accuracy 0.0000)."""
+    df = repeat_callers(n_groups=60)
+    df["caller"] = [f"第{i % 5 + 1}人" for i in range(len(df))]
+    config = TrainingConfig(min_class_count=1, seed=5).with_updates(**{"features.min_df": 1})
+    with pytest.raises(TrainingDataError, match=r"the group column has 5 groups over 300 rows \(the largest holds "
+                                                r"60\): a group hold-out keeps each group whole .* about 1.0 groups.*"
+                                                r"at least 5 groups per test part \(25 here\)"):
+        train_model(df, text="text", targets={"category": "category"}, config=config, group="caller")
+    with pytest.raises(TrainingDataError, match=r"has 5 groups .* 3-fold group cross-validation .*\(15 here\)"):
+        kfold_splits(df["category"], 3, seed=0, groups=df["caller"].to_numpy(dtype=object))
+    path = tmp_path / "calls.csv"
+    df.to_csv(path, index=False)
+    assert main(["train", str(path), "--text", "text", "--category", "category", "--quiet", "--store",
+                 str(tmp_path / "store"), "--min-class-count", "1", "--group", "caller"]) == 2
+    assert "the group column has 5 groups" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # no model saved with metrics that mean nothing

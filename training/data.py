@@ -7,9 +7,11 @@ duplicates, the same text with conflicting labels, and classes below the minimum
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +25,10 @@ __all__ = ["read_table", "validate", "ValidationReport", "fingerprint", "default
 
 SUPPORTED_FORMATS = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson", ".json", ".parquet")
 _ENCODINGS = ("utf-8-sig", "gb18030")  # GB18030 is a superset of GBK and GB2312
+# Python's csv module refuses a field over 131,072 characters and with it the whole file; such a cell (a pasted
+# log, a whole document in one comment) is read, and ``validate`` drops its row if it is the text and too long
+_CSV_FIELD_LIMIT = 2**31 - 1
+_csv_limit_lock = threading.Lock()
 
 
 def _decode(raw: bytes, encoding: str | None, path: Path) -> tuple[str, str]:
@@ -59,8 +65,13 @@ def read_table(path: str | Path, encoding: str | None = None, sheet: str | int |
         if suffix in (".csv", ".tsv", ".txt"):
             text, used = _decode(path.read_bytes(), encoding, path)
             sep = "\t" if suffix == ".tsv" else None
-            df = pd.read_csv(io.StringIO(text), sep=sep, engine="python", dtype=str, keep_default_na=False,
-                             na_values=[""])
+            with _csv_limit_lock:  # the limit is process-wide: lifted for this read only
+                limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
+                try:
+                    df = pd.read_csv(io.StringIO(text), sep=sep, engine="python", dtype=str, keep_default_na=False,
+                                     na_values=[""])
+                finally:
+                    csv.field_size_limit(limit)
             df.attrs["encoding"] = used
         elif suffix in (".xlsx", ".xlsm"):
             df = pd.read_excel(path, sheet_name=sheet, dtype=str)
@@ -132,6 +143,13 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """What validation dropped so far, as the opening of an error message ("" when nothing was)."""
+        if not self.dropped:
+            return ""
+        parts = [f"{n:,} {'row' if n == 1 else 'rows'}: {reason}" for reason, n in self.dropped.items()]
+        return f"of {self.rows_read:,} rows read, validation dropped " + "; ".join(parts) + ". After that: "
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
 
@@ -173,11 +191,15 @@ def validate(
     rare_policy: str = "error",
     other_label: str = "其他",
     drop_duplicates: bool = True,
+    max_text_length: int | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check labeled data and return the rows to train on (columns ``text`` + target names) and a report.
 
-    ``targets`` maps a target name (``category``, ``agency``) to its column.  Raises ``MissingColumnError``,
-    ``TrainingDataError`` (nothing left, no labels) or ``RareClassError`` (with ``rare_policy="error"``).
+    ``targets`` maps a target name (``category``, ``agency``) to its column.  ``max_text_length``: rows whose
+    text is longer are dropped and reported (the model refuses such texts when predicting; the training config's
+    ``max_text_length``).  Raises ``MissingColumnError``, ``TrainingDataError`` (nothing left, no labels) or
+    ``RareClassError`` (with ``rare_policy="error"``); their messages start with what validation had already
+    dropped (``ValidationReport.summary``), so "too small" never hides "49,999 duplicates were dropped".
     """
     if not isinstance(df, pd.DataFrame):
         raise TrainingDataError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -209,6 +231,8 @@ def validate(
     not_text = data["text"].map(lambda v: not isinstance(v, str) and not _missing(v))
     data.loc[not_text, "text"] = data.loc[not_text, "text"].map(str)
     drop(data["text"].map(_missing), "empty text")
+    if max_text_length is not None:
+        drop(data["text"].map(len) > max_text_length, f"text longer than {max_text_length:,} characters")
     names = list(targets)
     no_label = data[names].isna().all(axis=1)
     drop(no_label, "no label for any target" if len(names) > 1 else f"missing {names[0]} label")
@@ -246,7 +270,7 @@ def validate(
                     more = f" and {len(rare) - 15} more" if len(rare) > 15 else ""
                     parts.append(f"{name} ({len(rare)} classes): {shown}{more}")
             raise RareClassError(
-                f"classes with fewer than {min_class_count} examples: " + "; ".join(parts)
+                report.summary() + f"classes with fewer than {min_class_count} examples: " + "; ".join(parts)
                 + ". Add examples, or pass --min-class-count N --rare-policy other|drop"
             )
         for name, rare in report.rare_classes.items():
@@ -266,11 +290,11 @@ def validate(
         report.class_counts[name] = {str(k): int(v) for k, v in counts.items()}
         if len(counts) < 2:
             raise TrainingDataError(
-                f"target {name!r} has {len(counts)} class(es) after validation ({list(counts.index)}); "
-                "a classifier needs at least 2"
+                report.summary() + f"target {name!r} has {len(counts)} class(es) after validation "
+                f"({list(counts.index)}); a classifier needs at least 2"
             )
     if data.empty:
-        raise TrainingDataError("no rows left to train on after validation")
+        raise TrainingDataError(report.summary() + "no rows left to train on after validation")
     report.rows_used = len(data)
     data.attrs["row_numbers"] = row_no.tolist()
     return data.reset_index(drop=True), report

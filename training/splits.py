@@ -5,6 +5,10 @@ with nearly the same text.  A random split puts some of those calls in training 
 so the hold-out measures memory, not generalization.  With ``group`` (e.g. the caller or the work-order
 thread), every group lands entirely on one side (``StratifiedGroupKFold``); rows without a group value are
 groups of their own.
+
+A group split needs many groups: with 5 groups over 3,813 rows the hold-out is one group, whose labels the other
+four may never show, and the agency accuracy came out 0.0000.  Such a column (a handful of callers, a district,
+a call type) is refused with the reason: each test part must hold ``MIN_GROUPS_PER_PART`` groups.
 """
 
 from __future__ import annotations
@@ -18,9 +22,28 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 
 from classifier.errors import MissingColumnError, TrainingDataError
 
-__all__ = ["group_values", "holdout_split", "kfold_splits"]
+__all__ = ["group_values", "holdout_split", "kfold_splits", "MIN_GROUPS_PER_PART"]
 
 Split = tuple[np.ndarray, np.ndarray]
+# groups in each test part (the hold-out, each fold) below which a group split measures those few groups, not
+# the model: refused rather than warned, so no model is saved with metrics that mean nothing
+MIN_GROUPS_PER_PART = 5
+
+
+def _check_enough_groups(codes: np.ndarray, parts: int, split: str) -> None:
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    needed = MIN_GROUPS_PER_PART * parts
+    if n_groups >= needed:
+        return
+    largest = int(np.bincount(codes).max()) if len(codes) else 0
+    raise TrainingDataError(
+        f"the group column has {n_groups} groups over {len(codes):,} rows (the largest holds {largest:,}): "
+        f"{split} keeps each group whole on one side, so each test part would hold about {n_groups / parts:.1f} "
+        f"groups, and its metrics would measure those few groups, whose labels the others may never show, "
+        f"rather than the model. A group split needs at least {MIN_GROUPS_PER_PART} groups per test part "
+        f"({needed} here). --group is for callers or work-order threads (many small groups): name a finer column, "
+        "or leave --group out"
+    )
 
 
 def group_values(data: pd.DataFrame, column: str, clean: pd.DataFrame) -> np.ndarray:
@@ -58,6 +81,7 @@ def holdout_split(strat: Sequence[Any], test_size: float, seed: int, groups: np.
     # the first of round(1 / test_size) group folds is the test part (0.2 -> 5 folds -> ~20 % of the rows)
     k = min(n_groups, max(2, round(1.0 / test_size)))
     codes = pd.factorize(pd.Series(groups, dtype=object))[0]
+    _check_enough_groups(codes, max(2, round(1.0 / test_size)), "a group hold-out")
     try:
         train, test = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, strat, codes))
     except ValueError as exc:
@@ -71,10 +95,12 @@ def holdout_split(strat: Sequence[Any], test_size: float, seed: int, groups: np.
 def kfold_splits(strat: Sequence[Any], k: int, seed: int, groups: np.ndarray | None = None) -> list[Split]:
     """``k`` stratified folds; with ``groups``, each group entirely inside one fold."""
     idx = np.zeros(len(strat))
+    codes = None if groups is None else pd.factorize(pd.Series(groups, dtype=object))[0]
+    if codes is not None and codes.max() + 1 >= k:
+        _check_enough_groups(codes, k, f"{k}-fold group cross-validation")
     try:
-        if groups is None:
+        if codes is None:
             return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, strat))
-        codes = pd.factorize(pd.Series(groups, dtype=object))[0]
         if codes.max() + 1 < k:
             raise ValueError(f"{codes.max() + 1} groups cannot fill {k} folds")
         return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, strat, codes))

@@ -67,6 +67,7 @@ def train(
         rare_policy=config.rare_policy,
         other_label=config.other_label,
         drop_duplicates=config.drop_duplicates,
+        max_text_length=config.max_text_length,
     )
     say(str(report))
     groups = group_values(data, group, clean) if group is not None else None

@@ -151,7 +151,7 @@ def cv_folds(data: pd.DataFrame | str | Path, text: str, targets: Mapping[str, s
         targets = default_targets(data)
     clean, _ = validate(data, text, targets, min_class_count=config.min_class_count,
                         rare_policy=config.rare_policy, other_label=config.other_label,
-                        drop_duplicates=config.drop_duplicates)
+                        drop_duplicates=config.drop_duplicates, max_text_length=config.max_text_length)
     names = list(targets)
     strat = clean[names[0]].fillna("\x00").to_numpy()
     groups = group_values(data, group, clean) if group is not None else None

@@ -66,7 +66,7 @@ def features(task: Task) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.n
     vec = ComplaintVectorizer(ComplaintTokenizer(hmm=f.hmm, segmenter=f.segmenter),
                               word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
                               min_df=f.min_df, max_df=f.max_df, sublinear_tf=f.sublinear_tf,
-                              char_weight=f.char_weight, lead_chars=f.lead_chars)
+                              char_weight=f.char_weight, lead_chars=f.lead_chars, normalization=f.normalization)
     return vec.fit_transform(task.train_texts), vec.transform(task.test_texts), vec.is_char_, vec.is_lead_
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .text import NORMALIZATION_VERSION
 
 __all__ = ["FeatureConfig", "ModelConfig", "TrainingConfig", "load_config"]
 
@@ -42,6 +43,9 @@ class FeatureConfig(_Strict):
     # "auto": rjieba (jieba-rs: the same dictionary, user dictionary and tokens, ~15x faster) when installed,
     # else jieba
     segmenter: Literal["jieba", "rjieba", "auto"] = "auto"
+    # the text.normalize version a new model reads text with (3: names, addresses, plates and card numbers masked
+    # too); an older one only to reproduce an older model.  A trained model keeps its own
+    normalization: int = Field(default=NORMALIZATION_VERSION, ge=1, le=NORMALIZATION_VERSION)
 
     @model_validator(mode="after")
     def _ranges(self) -> FeatureConfig:

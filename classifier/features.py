@@ -28,13 +28,15 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import NotAListError
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, normalize
 
-__all__ = ["WORD_PREFIX", "LEAD_PREFIX", "ComplaintVectorizer", "analyze_many", "count_many"]
+__all__ = ["WORD_PREFIX", "LEAD_PREFIX", "EXPLAIN_MIN_CASES", "ComplaintVectorizer", "analyze_many", "count_many"]
 
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
 # char "路" (words are the fewer, so they pay for the prefix)
 WORD_PREFIX = "\x01"
 # features of the lead (the first ``lead_chars`` characters) carry this before their word prefix or char n-gram
 LEAD_PREFIX = "\x02"
+# an explanation never names a feature seen in fewer distinct training cases than this (nor than min_df)
+EXPLAIN_MIN_CASES = 2
 # below this many characters a batch is analyzed in-process.  Measured on 2 cores (BENCHMARKS.md): starting the
 # workers and shipping the distinct feature names back costs more than it saves for 10,000 titles (~190k chars,
 # 17k/s serial vs 10-12k/s parallel) and for tipdm's 5,124 messages (~1.5M chars, 6 s vs 7-10 s)
@@ -142,6 +144,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, raw_documents: Sequence[str], y: Any = None, **fit_params: Any) -> sp.csr_matrix:
         _check_documents(raw_documents)
+        raw_documents = list(raw_documents)
         vocab: defaultdict[str, int] = defaultdict()
         vocab.default_factory = vocab.__len__
         parts = []
@@ -154,7 +157,10 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         counts = _stack(parts, width)
         n_docs = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1])
-        keep = (df >= self.min_df) & (df <= self.max_df * n_docs)
+        # min_df counts distinct cases: a text repeated (one caller's name in two copies of one complaint) is one
+        # case, so a one-off token cannot enter the vocabulary by being duplicated
+        cases = _distinct_case_df(counts, raw_documents, df)
+        keep = (cases >= self.min_df) & (df <= self.max_df * n_docs)
         if self.max_features is not None and keep.sum() > self.max_features:
             # the most frequent features; ties broken by first appearance so the result is deterministic
             order = np.argsort(-np.where(keep, df, -1), kind="stable")[: self.max_features]
@@ -168,6 +174,9 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             names[i] = f
         self.vocabulary_ = {sys.intern(f): i for i, f in enumerate(names[kept])}
         self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
+        # features too rare to name in an explanation (only where min_df < EXPLAIN_MIN_CASES lets them in): an
+        # explanation that shows a term seen in one training case tells who was in the training data
+        self.unexplainable_ = np.flatnonzero(cases[kept] < max(self.min_df, EXPLAIN_MIN_CASES)).astype(np.int32)
         self.block_ = np.fromiter(map(_block_of, names[kept]), dtype=np.int8, count=len(kept))
         self.is_char_ = self.block_ == 1
         self.n_documents_ = n_docs
@@ -201,6 +210,15 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         lead_get = self._lead_vocabulary().get
         lead_cols = np.fromiter(map(lead_get, lead, repeat(missing)), dtype=np.int32, count=len(lead))
         return np.concatenate([cols, lead_cols])
+
+    def explainable(self, idx: np.ndarray) -> np.ndarray:
+        """Which of the columns ``idx`` an explanation may name: features seen in at least ``min_df`` and at least
+        ``EXPLAIN_MIN_CASES`` distinct training cases (a vectorizer fitted before this rule: all of them, as its
+        vocabulary was cut at its ``min_df``)."""
+        rare = self.__dict__.get("unexplainable_")
+        if rare is None or not len(rare):
+            return np.ones(len(idx), dtype=bool)
+        return ~np.isin(idx, rare)
 
     def _lead_vocabulary(self) -> dict[str, int]:
         """Column of each lead feature by its name without the prefix (derived from the vocabulary once)."""
@@ -295,6 +313,16 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
+
+
+def _distinct_case_df(counts: sp.csr_matrix, texts: Sequence[str], df: np.ndarray) -> np.ndarray:
+    """The number of distinct texts each feature occurs in (``df`` itself when no text repeats)."""
+    first: dict[str, int] = {}
+    distinct = np.fromiter((first.setdefault(t, i) == i for i, t in enumerate(texts)), dtype=bool, count=len(texts))
+    if distinct.all():
+        return df
+    rows = counts[np.flatnonzero(distinct)]
+    return np.bincount(rows.indices, minlength=counts.shape[1])
 
 
 def _block_of(feature: str) -> int:

@@ -37,7 +37,7 @@ from .errors import (
     UnknownTargetError,
 )
 from .features import LEAD_PREFIX, WORD_PREFIX, ComplaintVectorizer
-from .text import ComplaintTokenizer
+from .text import NORMALIZATION_VERSION, ComplaintTokenizer
 
 __all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
 
@@ -464,6 +464,8 @@ class ComplaintClassifier(BaseEstimator):
             n_jobs=cfg.n_jobs,
             progress=self.progress,
             lead_chars=f.lead_chars,
+            # a config pickled before the setting existed (a model refit from an older one) reads as it always did
+            normalization=getattr(f, "normalization", NORMALIZATION_VERSION),
         )
         X = self.vectorizer_.fit_transform(texts)
         self.heads_: dict[str, TargetHead] = {}
@@ -600,7 +602,8 @@ class ComplaintClassifier(BaseEstimator):
         pos = np.searchsorted(head.classes_, label)
         if pos >= len(head.classes_) or head.classes_[pos] != label:
             raise ComplaintInputError(f"label {label!r} is not a class of target {target!r}")
-        contrib = val * head.coef_[idx, pos]
+        # a term seen in a single training case is never named: it would tell who was in the training data
+        contrib = np.where(self.vectorizer_.explainable(idx), val * head.coef_[idx, pos], 0.0)
         order = np.argsort(-contrib)[:n_terms]
         names = self._feature_names()
         out = []

@@ -32,7 +32,9 @@ __all__ = [
 # Placeholder tokens that replace personal data.  Upper-case ASCII in angle brackets: normalization lower-cases
 # everything before masking, so a caller cannot forge one, and the tokenizer keeps each as a single token.
 PHONE, ID_NUMBER, EMAIL = "<PHONE>", "<ID>", "<EMAIL>"
-PLACEHOLDERS = (PHONE, ID_NUMBER, EMAIL)
+# from normalization version 3: person names, house/building/unit/room numbers, licence plates, card numbers
+NAME, ADDRESS, PLATE, CARD = "<NAME>", "<ADDRESS>", "<PLATE>", "<CARD>"
+PLACEHOLDERS = (PHONE, ID_NUMBER, EMAIL, NAME, ADDRESS, PLATE, CARD)
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _SPACE = re.compile(r"\s+")
@@ -49,38 +51,121 @@ _OOXML_ESCAPE = re.compile(r"_x([0-9a-fA-F]{4})_")
 # pasted from web pages and chat apps, they split words and char n-grams without being seen
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 # 1: NFKC, HTML, whitespace, case, masking.  2: also Excel escapes decoded and invisible characters removed
-# (before NFKC).  A model keeps the version it was trained with (ComplaintVectorizer.normalization), so a
-# newer release never changes how an older model reads text
-NORMALIZATION_VERSION = 2
+# (before NFKC).  3: also person names, house/building/unit/room numbers, licence plates and bank card numbers
+# masked.  A model keeps the version it was trained with (ComplaintVectorizer.normalization), so a newer
+# release never changes how an older model reads text
+NORMALIZATION_VERSION = 3
 _PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + ")")
 
+# -- version 3: cards, plates, addresses, names ------------------------------------------------------------------
+# 16-19 digits (groups of 4 may be spaced or hyphenated): bank cards, and the order numbers of shops, which point
+# at one buyer as surely.  Runs of 20 digits and more (invoice and work-order numbers) are left alone
+_CARD = re.compile(r"(?<![0-9])[0-9]{4}(?:[- ]?[0-9]{4}){3}(?:[- ]?[0-9]{1,3})?(?![0-9])")
+# a Chinese licence plate: province character, the city letter, an optional dot, 5 (6 for new-energy) letters and
+# digits of which at least 3 are digits (so 新iphone is no plate)
+_PLATE = re.compile(
+    "[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][a-z] ?[·•.\\-]? ?"
+    r"(?=(?:[a-z]*[0-9]){3})[a-z0-9]{5,6}(?![a-z0-9])",
+    re.IGNORECASE,
+)
+# house, building, unit and room numbers: 7号楼, 3单元302, 302室, 1-2-302, 长城路12号.  Bare numbers elsewhere
+# (3月5号, 5号线, 100户居民, 1室1厅) are not addresses and stay
+_UNIT = (r"(?:[0-9]+[a-z]? ?(?:号楼|号院|号门|号房|号铺|栋|幢|座|单元|楼|层|室(?![0-9]*厅))"
+         r"|[一二三四五六七八九十]+(?:号楼|单元|号院))")
+_STREET_NUMBER = r"(?<=[路街巷弄道里])[0-9]+(?:-[0-9]+)?号(?!线)"
+_DASHED = r"(?<![0-9-])[0-9]{1,3}-[0-9]{1,2}-[0-9]{2,4}(?![0-9-])"  # building-unit-room
+_ADDRESS = re.compile(
+    f"(?:{_STREET_NUMBER}|{_UNIT}|{_DASHED})(?:[- ]?{_UNIT})*(?:[- ]?[0-9]{{2,5}}(?:室|房|号|户)?(?![0-9]))?"
+)
+# the most common surnames, without those that end everyday words before a title (保安师傅, 门卫大爷, 宿管阿姨,
+# 班主任老师, 本人向/于...), which would otherwise read as names
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢"
+    "姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔汤常康施"
+    "牛樊葛邢齐乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿焦俞左柳祝包尚舒阮柯纪梅童凌毕季裴霍涂苗谷盛曲翁冉骆蓝游辛"
+    "靳柴鲍喻祁蒲滕屈饶牟艾尤穆卓缪褚娄窦戚岑党宫费冷晏席米柏瞿桂佟臧闵苟邬卞姬仇栾隋刁巫寇桑甄虞敖巩佘"
+)
+_COMPOUND_SURNAMES = "欧阳|司马|上官|诸葛|皇甫|尉迟|公孙|慕容|令狐|夏侯|司徒|端木|独孤|南宫|宇文|长孙"
+_SURNAME = f"(?:{_COMPOUND_SURNAMES}|[{_SURNAMES}])"
+# characters that are not part of a given name: function words, verbs that follow a name, kinship words, the suffixes
+# of places and organisations (so 李旺镇, 金凤区, 石嘴山市 are never read as names)
+_NOT_GIVEN = ("的了是在住家反映投诉举报来去要想因于现所向称说讲求今年月日时电话号码和与及或等也都就还又被把给让对"
+              "从到为以之其这那个们我你他她它您老阿姨叔爷妈哥弟妹"
+              "镇乡村县区市街路巷道省州城湾庄堡屯沟社组队楼院栋单元室门口里内外上下山河湖桥站场园苑府店局所校厂馆"
+              "某一二三四五六七八九十百千万")
+_GIVEN = f"(?:(?![{_NOT_GIVEN}])[\u4e00-\u9fff])"
+_PLACE_AFTER = "镇乡村县区市街路巷道省州城湾庄堡屯沟社组队楼院山河湖桥站场园苑府店局所校厂馆"
+# surname + title: 王先生, 张女士, 李师傅, 王建国先生, 张某某女士 (the title stays: it names no one)
+_TITLES = "先生|女士|小姐|师傅|阿姨|大爷|大妈|大姐|大哥|同志|经理|主任|书记|局长|科长|所长|院长|校长|队长|站长|村长"
+_TITLED_NAME = re.compile(f"{_SURNAME}(?:某{{1,2}}|{_GIVEN}{{0,2}})(?=(?:{_TITLES}))")
+# a name after the words that introduce one: 我叫王小明, 本人张伟, 来电人：李某, 联系人 王芳; the name must end at
+# punctuation, a digit, a title, or a word that follows a name (反映, 家住, 电话...)
+_NAME_CUES = "我叫|名叫|本人姓名|本人|来电人|来电者|联系人|反映人|投诉人|举报人|诉求人|申请人|当事人|户主|姓名"
+_CUED_GIVEN = f"(?:(?!{_TITLES}){_GIVEN})"
+_CUED_NAME = re.compile(
+    f"((?:{_NAME_CUES})[:： ]?){_SURNAME}(?:某{{1,2}}|{_CUED_GIVEN}{{1,2}})"
+    f"(?=$|[^\u4e00-\u9fff]|{_TITLES}|反映|投诉|举报|来电|家住|住|现住|系|是|在|的|电话|手机|联系|身份证|男|女|今年|现年"
+    "|年|于|因|称|说)"
+)
+# the most common full names in China (the Ministry of Public Security's 2019 list, less those that run into a
+# common word: 王刚才, 张平时, 李超市): masked wherever they appear
+_COMMON_NAMES = re.compile(
+    "(?:张伟|王伟|王芳|李伟|李娜|张敏|李静|王静|刘伟|王秀英|张丽|李秀英|王丽|张静|张秀英|李强|王敏|李敏|王磊|刘洋|王艳|"
+    "王勇|李军|张勇|李杰|张杰|张磊|王强|李娟|王军|张艳|张涛|王涛|李艳|李明|李勇|王娟|刘杰|刘敏|李霞|李丽|张军|王杰|"
+    "张强|王秀兰|刘芳|张燕|刘艳|刘军|王辉|王燕|陈静|刘勇|李玲|李桂英|王丹|李丹|李萍|王鹏|刘涛|陈伟|"
+    "张华|刘静|李涛|王桂英|张秀兰|李红|刘丽|张桂英|王玉兰|李燕|张鹏|李秀兰|王玲|张玲|李华|王飞|张玉兰|王桂兰|"
+    "王英|刘强|陈秀英|李英|李辉|李梅|陈勇|王鑫|李芳|张桂兰|李波|杨勇|王霞|李桂兰|王斌|李鹏|张莉|张辉|张宇|刘娟|李斌|"
+    f"王浩|陈杰|王凯|陈丽|陈敏|王秀珍|李玉兰|李秀珍|王萍|张波|王桂珍|张红)(?![{_PLACE_AFTER}])"
+)
 
-def mask_pii(text: str) -> str:
-    """Replace ID numbers, e-mail addresses and mobile/landline numbers with placeholder tokens.
 
-    Works on raw or normalized text; used on its own wherever a complaint is shown to a person (reports).
-    """
+def _mask_contacts(text: str) -> str:
+    """What versions 1 and 2 mask: ID numbers, e-mail addresses, mobile and landline numbers."""
     text = _EMAIL.sub(EMAIL, text) if "@" in text else text
     text = _ID.sub(ID_NUMBER, text)
     text = _MOBILE.sub(PHONE, text)
     return _LANDLINE.sub(PHONE, text)
 
 
+def _mask_personal(text: str) -> str:
+    """What version 3 masks: the contacts, then card numbers, plates, addresses and person names."""
+    text = _EMAIL.sub(EMAIL, text) if "@" in text else text
+    text = _ID.sub(ID_NUMBER, text)
+    text = _CARD.sub(CARD, text)  # before phones: a card's groups of 4 must not be read as a phone number
+    text = _MOBILE.sub(PHONE, text)
+    text = _LANDLINE.sub(PHONE, text)
+    text = _PLATE.sub(PLATE, text)
+    text = _ADDRESS.sub(ADDRESS, text)
+    text = _CUED_NAME.sub(lambda m: m.group(1) + NAME, text)
+    text = _TITLED_NAME.sub(NAME, text)
+    return _COMMON_NAMES.sub(NAME, text)
+
+
+def mask_pii(text: str) -> str:
+    """Replace ID numbers, e-mail addresses, phone numbers, card numbers, licence plates, house/unit/room numbers
+    and person names with placeholder tokens (what the newest normalization masks).
+
+    Works on raw or normalized text; used on its own wherever a complaint is shown to a person (reports).
+    """
+    return _mask_personal(text)
+
+
 def normalize(text: str, version: int = NORMALIZATION_VERSION) -> str:
     """NFKC (full-width to half-width), HTML removed, whitespace collapsed, lower-cased, personal data masked;
-    from ``version`` 2, Excel's ``_xHHHH_`` escapes decoded and invisible format characters removed first."""
-    if version == 2:
+    from ``version`` 2, Excel's ``_xHHHH_`` escapes decoded and invisible format characters removed first; from
+    ``version`` 3, person names, house/building/unit/room numbers, licence plates and card numbers masked too."""
+    if version not in (1, 2, 3):
+        raise ValueError(f"unknown normalization version {version!r}; this release knows 1 to {NORMALIZATION_VERSION}")
+    if version >= 2:
         if "_x" in text:
             text = _OOXML_ESCAPE.sub(_unescape_ooxml, text)
         text = _INVISIBLE.sub("", text)
-    elif version != 1:
-        raise ValueError(f"unknown normalization version {version!r}; this release knows 1 to {NORMALIZATION_VERSION}")
     text = unicodedata.normalize("NFKC", text)
     if "<" in text or "&" in text:
         text = html.unescape(_TAG.sub(" ", text))
         text = _TAG.sub(" ", text)  # entities such as &lt;br&gt; may unescape into tags
     text = _SPACE.sub(" ", text).strip().lower()
-    return mask_pii(text)
+    return _mask_contacts(text) if version < 3 else _mask_personal(text)
 
 
 def _unescape_ooxml(m: re.Match[str]) -> str:

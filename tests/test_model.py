@@ -89,7 +89,7 @@ def test_excel_escapes_and_invisible_characters_do_not_change_a_prediction(tiny_
     typed = "朝阳西街路面塌了一个大坑\r\n晚上很危险"
     exported = "\u200b朝阳西街路面塌了一个大坑_x000D_\n晚上很危险"
     vec = tiny_model.vectorizer_
-    assert vec.normalization == 2
+    assert vec.normalization >= 2
     assert vec.analyze(exported) == vec.analyze(typed)
     np.testing.assert_array_equal(tiny_model.predict_proba([exported], "category"),
                                   tiny_model.predict_proba([typed], "category"))

@@ -158,7 +158,9 @@ def test_result_shape_matches_the_flat_model(routed, tiny_model):
 def test_explanation_of_a_routed_agency_is_the_function_evidence(routed):
     result = routed.predict_details(["隆德县的出租车拒载，还骂乘客"], explain=True)[0]
     terms = [e["term"] for e in result["agency"]["explanation"]]
-    assert "拒载" in terms or "出租车" in terms
+    # the transport cases' shared evidence (出租车, 班车, 打车; 乘客, 客运站); 拒载 and 出租车 are in one training
+    # case each, and an explanation never names a term from a single case (issue 15)
+    assert {"车", "客"} & set(terms) and not {"拒载", "出租车"} & set(terms)
     assert all(e["weight"] > 0 for e in result["agency"]["explanation"])
     assert routed.explain("隆德县的出租车拒载，还骂乘客", "agency")[0]["term"] == terms[0]
 

@@ -142,8 +142,8 @@ def test_normalize_version_2_decodes_excel_escapes_and_drops_invisible_character
 def test_normalize_version_1_is_kept_for_older_models():
     assert normalize("请领导解决_x000D_事情", version=1) == "请领导解决_x000d_事情"
     assert normalize("\u200b路灯", version=1) == "\u200b路灯"
-    with pytest.raises(ValueError, match="unknown normalization version 3"):
-        normalize("路灯", version=3)
+    with pytest.raises(ValueError, match="unknown normalization version 4; this release knows 1 to 3"):
+        normalize("路灯", version=4)
 
 
 @pytest.mark.parametrize(
@@ -172,3 +172,87 @@ def test_normalize_masks_and_tokenizer_keeps_placeholders_whole(plain):
 
 def test_forged_placeholder_is_lowercased_not_trusted(plain):
     assert "<PHONE>" not in plain("<PHONE>路灯")  # a typed tag is HTML and removed; lower-casing defeats forgery
+
+
+# -- version 3: names, addresses, plates, cards (issue 15, section 4) --------------------------------------------
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        # names: after the words that introduce one, before a title, and the commonest full names
+        ("我叫王小明，家住幸福小区", "我叫<NAME>,家住幸福小区"),
+        ("本人张伟反映", "本人<NAME>反映"),
+        ("来电人：李某某", "来电人:<NAME>"),
+        ("本人姓名：欧阳娜娜，电话", "本人姓名:<NAME>,电话"),
+        ("联系人 王芳 13895012345", "联系人 <NAME> <PHONE>"),
+        ("王先生来电反映", "<NAME>先生来电反映"),
+        ("同心县马建国大爷说", "同心县<NAME>大爷说"),
+        ("业主张女士", "业主<NAME>女士"),
+        ("小区保安王师傅不管", "小区保安<NAME>师傅不管"),
+        ("李娜的车被刮了", "<NAME>的车被刮了"),
+        # not names: trades before a title, words after a cue, places and agencies
+        ("司机师傅绕路", "司机师傅绕路"),
+        ("保安师傅不管", "保安师傅不管"),
+        ("门卫大爷和宿管阿姨", "门卫大爷和宿管阿姨"),
+        ("班主任老师", "班主任老师"),
+        ("本人向贵单位反映", "本人向贵单位反映"),
+        ("本人于近日发现", "本人于近日发现"),
+        ("本人李旺镇村民", "本人李旺镇村民"),
+        ("我叫小明", "我叫小明"),
+        ("老王刚才说", "老王刚才说"),
+        # house, building, unit and room numbers
+        ("幸福小区7号楼3单元302室漏水", "幸福小区<ADDRESS>漏水"),
+        ("滨河家园12号楼 3单元 302", "滨河家园<ADDRESS>"),
+        ("长城路12号3栋", "长城路<ADDRESS>"),
+        ("住1-2-302", "住<ADDRESS>"),
+        ("七号楼三单元", "<ADDRESS>"),
+        ("我们住18楼", "我们住<ADDRESS>"),
+        # ...but not dates, counts, metro lines, layouts, work-team numbers
+        ("3月5号开始停暖", "3月5号开始停暖"),
+        ("地铁5号线", "地铁5号线"),
+        ("100户居民", "100户居民"),
+        ("1室1厅", "1室1厅"),
+        ("2024-03-05", "2024-03-05"),
+        ("杨堡村6队", "杨堡村6队"),
+        # licence plates and card numbers
+        ("宁A·12345的车乱停", "<PLATE>的车乱停"),
+        ("车牌鲁B12345", "车牌<PLATE>"),
+        ("宁Ａ５Ｋ２１Ｘ", "<PLATE>"),
+        ("新能源车川AD12345", "新能源车<PLATE>"),
+        ("新iphone坏了", "新iphone坏了"),
+        ("卡号6222 0213 8123 4567 890", "卡号<CARD>"),
+        ("卡号6222021381234567", "卡号<CARD>"),
+        ("订单号20240305123456789012", "订单号20240305123456789012"),  # 20 digits: an invoice, not a card
+    ],
+)
+def test_normalize_version_3_masks_names_addresses_plates_and_cards(raw, expected):
+    assert normalize(raw) == expected
+    assert normalize(raw, version=3) == expected
+
+
+def test_versions_1_and_2_keep_reading_names_and_addresses_as_they_were_trained():
+    raw = "我叫王小明，住7号楼3单元302室，车牌宁A12345，卡号6222021381234567"
+    for version in (1, 2):
+        assert normalize(raw, version=version) == "我叫王小明,住7号楼3单元302室,车牌宁a12345,卡号6222021381234567"
+    assert normalize(raw) == "我叫<NAME>,住<ADDRESS>,车牌<PLATE>,卡号<CARD>"
+
+
+def test_no_place_or_agency_of_the_demo_directory_is_masked():
+    """Name masking must not eat a county, a town or an agency, alone or after the words that introduce a name."""
+    import csv
+
+    from training.demo import DEMO_DIR
+
+    names = set()
+    for table, columns in (("places.csv", ("city", "county", "town")), ("agencies.csv", ("agency",))):
+        with (DEMO_DIR / table).open(encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                names.update(row[c] for c in columns if row[c])
+    assert len(names) > 700
+    masked = [n for n in names for text in (n, f"本人{n}村民", f"我叫{n},", f"{n}师傅", f"{n}先生")
+              if "<" in normalize(text)]
+    assert masked == []
+
+
+def test_reports_mask_names_and_addresses_too():
+    assert mask_pii("联系人王女士，住7号楼") == "联系人<NAME>女士，住<ADDRESS>"
+    assert mask_pii("车牌宁A·12345") == "车牌<PLATE>"

@@ -205,7 +205,7 @@ def tune(
                 tokenizer=tokenizer, word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
                 min_df=f.min_df, max_df=f.max_df, max_features=f.max_features, sublinear_tf=f.sublinear_tf,
                 char_weight=f.char_weight, n_jobs=1,  # in-process: the token memo lives here
-                lead_chars=f.lead_chars,
+                lead_chars=f.lead_chars, normalization=f.normalization,
             )
             X_train = vec.fit_transform([texts[i] for i in train_idx])
             X_test = vec.transform([texts[i] for i in test_idx])

@@ -108,9 +108,9 @@ _CUED_NAME = re.compile(
     "|年|于|因|称|说)"
 )
 # the most common full names in China (the Ministry of Public Security's 2019 list, less those that run into a
-# common word: 王刚才, 张平时, 李超市): masked wherever they appear
+# common word: 王刚才, 张平时, 李超市): masked wherever they appear, but not inside a word (紧张军训)
 _COMMON_NAMES = re.compile(
-    "(?:张伟|王伟|王芳|李伟|李娜|张敏|李静|王静|刘伟|王秀英|张丽|李秀英|王丽|张静|张秀英|李强|王敏|李敏|王磊|刘洋|王艳|"
+    "(?<![紧主扩夸慌开伸铺嚣])(?:张伟|王伟|王芳|李伟|李娜|张敏|李静|王静|刘伟|王秀英|张丽|李秀英|王丽|张静|张秀英|李强|王敏|李敏|王磊|刘洋|王艳|"
     "王勇|李军|张勇|李杰|张杰|张磊|王强|李娟|王军|张艳|张涛|王涛|李艳|李明|李勇|王娟|刘杰|刘敏|李霞|李丽|张军|王杰|"
     "张强|王秀兰|刘芳|张燕|刘艳|刘军|王辉|王燕|陈静|刘勇|李玲|李桂英|王丹|李丹|李萍|王鹏|刘涛|陈伟|"
     "张华|刘静|李涛|王桂英|张秀兰|李红|刘丽|张桂英|王玉兰|李燕|张鹏|李秀兰|王玲|张玲|李华|王飞|张玉兰|王桂兰|"

@@ -199,6 +199,7 @@ def test_forged_placeholder_is_lowercased_not_trusted(plain):
         ("本人李旺镇村民", "本人李旺镇村民"),
         ("我叫小明", "我叫小明"),
         ("老王刚才说", "老王刚才说"),
+        ("紧张军训", "紧张军训"),
         # house, building, unit and room numbers
         ("幸福小区7号楼3单元302室漏水", "幸福小区<ADDRESS>漏水"),
         ("滨河家园12号楼 3单元 302", "滨河家园<ADDRESS>"),

@@ -237,8 +237,16 @@ class ModelStore:
     def __init__(self, path: str | Path | None = None, signing_key: str | None = None,
                  lock_timeout: float = 120.0) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        self._key = _signing_key(signing_key)
+        self._signing_key = signing_key
         self._lock = _StoreLock(self.path / LOCK, lock_timeout)
+
+    @property
+    def _key(self) -> bytes | None:
+        """The signing key, read and checked where it is first needed (a weak key fails that save or load with a
+        ``ConfigError``, which the CLI and the service report as their other start-up errors)."""
+        if "_key_bytes" not in self.__dict__:
+            self._key_bytes = _signing_key(self._signing_key)
+        return self._key_bytes
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.path)!r})"
@@ -459,6 +467,7 @@ class ModelStore:
         has no current version yet.  The slow part (pickling, hashing) runs outside the store's lock; picking
         the id, writing the manifest, renaming the folder into place and promoting run under it.
         """
+        key = self._key  # a weak key is refused before anything is written
         self.path.mkdir(parents=True, exist_ok=True)
         data_sha = str(manifest.get("data", {}).get("sha256", ""))
         tmp = Path(tempfile.mkdtemp(prefix=".saving.", dir=self.path))
@@ -480,8 +489,8 @@ class ModelStore:
                     "versions": library_versions(),
                     "files": files,
                 }
-                if self._key is not None:
-                    full[_SIGNATURE] = _signature(full, self._key)
+                if key is not None:
+                    full[_SIGNATURE] = _signature(full, key)
                 with (tmp / MANIFEST).open("w", encoding="utf-8") as f:
                     f.write(json.dumps(full, ensure_ascii=False, indent=2))
                     f.flush()

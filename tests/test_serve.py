@@ -85,7 +85,10 @@ def test_predict_explain_and_target_subset(client):
     explanation = body["targets"]["category"]["explanation"]
     kinds = ("word", "char", "lead word", "lead char")
     assert explanation and all(e["weight"] > 0 and e["kind"] in kinds for e in explanation)
-    assert any("红绿灯" in e["term"] or "路口" in e["term"] for e in explanation)
+    # 堵 (堵车, 堵得) is in two of the traffic cases; 红绿灯 and 路口 are in one training case only, and an
+    # explanation never names such a term (issue 15)
+    assert any("堵" in e["term"] for e in explanation)
+    assert not any("红绿灯" in e["term"] or "路口" in e["term"] for e in explanation)
     assert len(body["targets"]["category"]["alternatives"]) == 1
 
 

@@ -167,11 +167,16 @@ def test_signing_refuses_a_version_whose_files_changed(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["short-key", "a" * 40, "abababababababababababababababab"])
-def test_weak_signing_keys_are_refused(tmp_path, monkeypatch, key):
+def test_weak_signing_keys_are_refused(tmp_path, monkeypatch, capsys, key):
     with pytest.raises(ConfigError, match=rf"{SIGNING_KEY_ENV} must be a random secret of at least 32 characters"):
-        ModelStore(tmp_path, signing_key=key)
+        ModelStore(tmp_path, signing_key=key).save(NullModel(), DATA)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+    version = ModelStore(tmp_path).save(NullModel(), DATA)
     monkeypatch.setenv(SIGNING_KEY_ENV, key)
-    assert main(["models", "list", "--store", str(tmp_path)]) == 2
+    assert main(["predict", "路灯坏了", "--store", str(tmp_path)]) == 2
+    assert main(["models", "sign", version, "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"error: {SIGNING_KEY_ENV} must be a random secret") == 2 and key not in err
 
 
 def test_a_linked_version_folder_is_neither_listed_nor_served(tmp_path):

@@ -15,7 +15,8 @@ def test_both_versions_are_scored_side_by_side_and_the_new_masks_counted():
     texts, labels = [], []
     for label, phrases in TOPICS.items():
         for i in range(12):
-            texts.append(f"我叫王小明，住{i + 1}号楼302室，{phrases[i % 4]}" if i % 3 == 0 else phrases[i % 4] + "，请处理")
+            planted = f"我叫王小明，住{i + 1}号楼302室，{phrases[i % 4]}"
+            texts.append(planted if i % 3 == 0 else phrases[i % 4] + "，请处理")
             labels.append(label)
     tests = [p for ps in TOPICS.values() for p in ps]
     task = Task("toy", "two topics", texts, labels, tests, [t for t, ps in TOPICS.items() for _ in ps])

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from classifier.errors import ComplaintInputError, ModelStoreError
+from classifier.errors import ComplaintInputError, ConfigError, ModelStoreError
 from classifier.store import ModelStore
 from service.app import create_app
 from service.loading import LoadedModel, ModelHolder, freeze_heap, load_model
@@ -58,7 +58,10 @@ def prepare_store(settings: ServiceSettings, say: Callable[[str], None]) -> Mode
         from training.demo import ensure_demo_model
 
         say(f"model store {store.path} is empty: training the Ningxia demo model (about 20 s)")
-        version, _ = ensure_demo_model(store)
+        try:
+            version, _ = ensure_demo_model(store)
+        except (ModelStoreError, ConfigError) as exc:  # e.g. a weak HOTLINE_STORE_SIGNING_KEY
+            raise SystemExit(f"error: cannot train the demo model into {store.path}: {exc}") from None
         say(f"trained demo model version {version}")
     return store
 

@@ -41,7 +41,7 @@ def predict_script(texts: list[str], path: Path) -> Path:
     return lua_script(bodies, path)
 
 
-def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.1) -> Server:
+def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.02) -> Server:
     os.environ["HOTLINE_DECISION_LOG"] = "true" if logging_on else "false"
     os.environ["HOTLINE_DECISION_LOG_URL"] = f"sqlite:///{db}"
     os.environ["HOTLINE_DECISION_LOG_DRIFT_SAMPLE"] = str(drift_sample)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = ("off", "on", "on, no drift sample")
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     servers = {mode: start(store, work / f"server-{i}.log", mode != "off", work / f"predict-{i}.sqlite",
-                           0.0 if "no drift" in mode else 0.1) for i, mode in enumerate(modes)}
+                           0.0 if "no drift" in mode else 0.02) for i, mode in enumerate(modes)}
     try:
         for s in servers.values():
             wrk(s.url + "/predict", script, 16, 3)  # warm-up

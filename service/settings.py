@@ -58,7 +58,7 @@ class ServiceSettings(BaseSettings):
     decision_log_timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0, description="how long a write "
                                                 "waits for the database (a SQLite lock, a PostgreSQL "
                                                 "connection) before the log counts as degraded")
-    decision_log_drift_sample: float = Field(default=0.1, ge=0.0, le=1.0, description="share of decisions "
+    decision_log_drift_sample: float = Field(default=0.02, ge=0.0, le=1.0, description="share of decisions "
                                              "whose tokens are checked against the vocabulary (drift)")
     quality_windows: list[int] = Field(default=[7, 30], min_length=1, max_length=5, description="days of the "
                                        "live-quality windows, JSON: [7, 30]")

@@ -24,6 +24,7 @@ __all__ = [
     "DirectoryError",
     "ModelStoreError",
     "ModelNotFoundError",
+    "AmbiguousVersionError",
     "NoCurrentModelError",
     "CorruptModelError",
     "ModelIntegrityError",
@@ -100,6 +101,10 @@ class ModelStoreError(RuntimeError):
 
 class ModelNotFoundError(ModelStoreError, FileNotFoundError):
     """A version (or the store itself) does not exist."""
+
+
+class AmbiguousVersionError(ModelNotFoundError):
+    """A version prefix matches several versions."""
 
 
 class NoCurrentModelError(ModelNotFoundError):

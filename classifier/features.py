@@ -450,8 +450,6 @@ def analyze_many(
 
 
 def _progress(items: Iterable[Any], total: int, desc: str, enabled: bool, unit: str) -> Iterable[Any]:
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(items, total=total, desc=desc, unit=unit, leave=False)
+    return progress_bar(items, total=total, desc=desc, unit=unit, enabled=enabled)

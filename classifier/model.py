@@ -706,10 +706,17 @@ def _is_label(v: Any) -> bool:
     return bool(str(v).strip())
 
 
-def _progress_items(targets: Mapping[str, Any], enabled: bool) -> Any:
-    items = list(targets.items())
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
+def _progress_items(targets: Mapping[str, Any], enabled: bool) -> Iterator[tuple[str, Any]]:
+    """The targets one by one, with a bar that names the one being fitted (its head's fits and out-of-fold
+    calibration take most of a training run)."""
+    from .progress import progress_bar
 
-    return tqdm(items, desc="fitting", unit="target", leave=False)
+    items = list(targets.items())
+    bar = progress_bar(total=len(items), desc="fitting", unit="target", enabled=enabled)
+    try:
+        for name, labels in items:
+            bar.set_description(f"fitting {name}")
+            yield name, labels
+            bar.update(1)
+    finally:
+        bar.close()

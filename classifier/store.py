@@ -5,6 +5,8 @@ Layout of a store (default ``models/``)::
     models/
       CURRENT                      the current version id (replaced atomically)
       HISTORY.json                 the versions that have been current, oldest first (for rollback)
+      TAGS.json                    names data staff gave versions (``hotline models tag VERSION 2024-winter``)
+      NOTES.json                   a note per version (``hotline train --note``, ``hotline models note``)
       20261128-204512-3fa9c1/      one folder per training run
         model.joblib
         manifest.json              version, created, data fingerprint, config, labels, metrics, versions, sha256s
@@ -21,6 +23,9 @@ With a signing key (``HOTLINE_STORE_SIGNING_KEY``), every saved manifest carries
 (which holds every file's sha256), and loading refuses versions that are unsigned, signed with another key or
 changed since: a replaced pickle whose hash was updated in the manifest is refused before it is unpickled.
 Version folders that are symbolic links, or whose name is not the manifest's version, are always refused.
+
+Wherever a version is asked for, ``resolve`` takes the id, a unique prefix of it, a tag, or one of the words
+``current``, ``previous`` (the version that was current before it) and ``latest`` (the newest saved).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import io
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import tempfile
@@ -46,6 +52,7 @@ from typing import Any
 import joblib
 
 from .errors import (
+    AmbiguousVersionError,
     ConfigError,
     CorruptModelError,
     ModelIntegrityError,
@@ -72,6 +79,11 @@ SIGNING_KEY_ENV = "HOTLINE_STORE_SIGNING_KEY"
 MIN_SIGNING_KEY_LENGTH = 32
 _SIGNATURE = "signature"
 _SIGNATURE_ALGORITHM = "hmac-sha256"
+TAGS = "TAGS.json"
+NOTES = "NOTES.json"
+VERSION_WORDS = ("current", "previous", "latest")  # names ``resolve`` reads itself; never tags
+_TAG_NAME = re.compile(r"^[^\W_][\w.\-]{0,63}$")  # letters (Chinese too), digits, . _ -; starts with a letter/digit
+MAX_NOTE_CHARS = 500
 _CHECKED_LIBRARIES = ("scikit-learn", "jieba", "numpy", "scipy")
 # what the service and the CLI call on a loaded model (training.train.save_model writes ComplaintClassifier or
 # RoutedClassifier; benchmarks save a stand-in with the same API): anything else is refused after unpickling
@@ -357,7 +369,9 @@ class ModelStore:
             )
 
     def resolve(self, version: str | None = None) -> str:
-        """``version`` itself, or the current version when None (``"current"`` and ``"latest"`` also work)."""
+        """The version id that ``version`` names: ``None`` or ``"current"`` (the current one), ``"previous"`` (the
+        version that was current before it: what ``rollback`` returns to), ``"latest"`` (the newest saved), a
+        version id, a tag (``tag``), or a unique prefix of a version id (tags win over prefixes)."""
         if version in (None, "current"):
             current = self.current()
             if current is None:
@@ -375,11 +389,113 @@ class ModelStore:
             if not versions:
                 raise NoCurrentModelError(f"model store {self.path} has no versions")
             return versions[-1]
+        if version == "previous":
+            return self._previous()
+        assert version is not None
+        versions = self.versions()
+        if version in versions:
+            return version
+        tags = self.tags()
+        if version in tags:
+            target = tags[version]
+            if target not in versions:
+                raise ModelNotFoundError(f"tag {version!r} names version {target!r}, which is no longer in store "
+                                         f"{self.path}; tag another version (`hotline models tag VERSION {version} "
+                                         "--force`) or remove the tag (`hotline models untag`)")
+            return target
+        matches = [v for v in versions if v.startswith(version)] if version and not version.startswith(".") else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+            raise AmbiguousVersionError(f"{version!r} is the start of {len(matches)} versions ({shown}); give more "
+                                        "of the version id")
+        return version  # not a known name: ``_version_dir`` says so, with the latest versions
+
+    def _previous(self) -> str:
+        current = self.current()
+        earlier = [v for v in self.history() if v != current and (self.path / v / MANIFEST).exists()]
+        if not earlier:
+            raise ModelNotFoundError(f"model store {self.path} has no previous version: no other version has been "
+                                     "current")
+        return earlier[-1]
+
+    # -- names and notes ------------------------------------------------------------------------------------
+    def _read_json_map(self, name: str) -> dict[str, str]:
+        path = self.path / name
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptModelError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+        if not isinstance(data, dict):
+            raise CorruptModelError(f"{path} must hold a JSON object of names, got {type(data).__name__}")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def tags(self) -> dict[str, str]:
+        """Tag name -> version id."""
+        return self._read_json_map(TAGS)
+
+    def tag(self, version: str, name: str, force: bool = False) -> str:
+        """Give ``version`` (any name ``resolve`` takes) the tag ``name``; return the version id.  A tag names one
+        version: moving an existing tag needs ``force``."""
+        if not isinstance(name, str) or not _TAG_NAME.match(name):
+            raise ModelStoreError(f"tag {name!r} is not a usable name: use 1-64 letters, digits, '.', '_' or '-', "
+                                  "starting with a letter or digit (e.g. 2024-winter)")
+        if name in VERSION_WORDS:
+            raise ModelStoreError(f"{name!r} already means a version ({', '.join(VERSION_WORDS)}); pick another tag")
+        if name in self.versions():
+            raise ModelStoreError(f"{name!r} is a version id; pick another tag")
+        target = self.resolve(version)
+        self.manifest(target)  # the version exists and is complete
+        with self._writing():
+            tags = self.tags()
+            if name in tags and tags[name] != target and not force:
+                raise ModelStoreError(f"tag {name!r} already names version {tags[name]}; pass --force (force=True) "
+                                      f"to move it to {target}")
+            tags[name] = target
+            _write_atomic(self.path / TAGS, json.dumps(tags, ensure_ascii=False, indent=1, sort_keys=True))
+        return target
+
+    def untag(self, name: str) -> str:
+        """Remove tag ``name``; return the version it named."""
+        with self._writing():
+            tags = self.tags()
+            if name not in tags:
+                known = ", ".join(sorted(tags)) or "none"
+                raise ModelNotFoundError(f"no tag {name!r} in store {self.path} (tags: {known})")
+            version = tags.pop(name)
+            _write_atomic(self.path / TAGS, json.dumps(tags, ensure_ascii=False, indent=1, sort_keys=True))
         return version
+
+    def tags_of(self, version: str) -> list[str]:
+        return sorted(name for name, v in self.tags().items() if v == version)
+
+    def notes(self) -> dict[str, str]:
+        """Version id -> the note data staff wrote about it."""
+        return self._read_json_map(NOTES)
+
+    def set_note(self, version: str, note: str) -> str:
+        """Store ``note`` for ``version`` (an empty note removes it); return the version id."""
+        target = self.resolve(version)
+        self.manifest(target)
+        note = " ".join(str(note).split())
+        if len(note) > MAX_NOTE_CHARS:
+            raise ModelStoreError(f"a note has at most {MAX_NOTE_CHARS} characters, got {len(note)}; shorten it")
+        with self._writing():
+            notes = self.notes()
+            if note:
+                notes[target] = note
+            else:
+                notes.pop(target, None)
+            _write_atomic(self.path / NOTES, json.dumps(notes, ensure_ascii=False, indent=1, sort_keys=True))
+        return target
 
     def verify(self, version: str, _skip: str | None = None) -> dict[str, Any]:
         """Check the manifest's signature (when a signing key is set) and every file against the manifest's
         sha256; return the manifest."""
+        version = self.resolve(version)
         manifest = self.manifest(version)
         self._check_signature(version, manifest)
         folder = self._version_dir(version)
@@ -505,7 +621,9 @@ class ModelStore:
         return version
 
     def promote(self, version: str) -> str:
-        """Make ``version`` current (after verifying it); the old current is kept for ``rollback``."""
+        """Make ``version`` (any name ``resolve`` takes) current after verifying it; return its id.  The old
+        current is kept for ``rollback``."""
+        version = self.resolve(version)
         with self._writing():
             return self._promote(version)
 
@@ -551,19 +669,34 @@ class ModelStore:
         return version
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per version for ``hotline models list``; broken versions are listed with their problem."""
+        """One row per version for ``hotline models list``: when, from what data (file name, rows, content
+        fingerprint), headline metrics, tags and note; broken versions are listed with their problem."""
         current = self.current()
+        try:
+            previous: str | None = self._previous() if current else None
+        except ModelNotFoundError:
+            previous = None
+        tags, notes = self.tags(), self.notes()
         rows = []
         for version in sorted(p.name for p in self._folders()):
-            row: dict[str, Any] = {"version": version, "current": version == current}
+            row: dict[str, Any] = {"version": version, "current": version == current,
+                                   "previous": version == previous,
+                                   "tags": sorted(n for n, v in tags.items() if v == version),
+                                   "note": notes.get(version)}
             try:
                 m = self.manifest(version)  # a link, a renamed folder: refused with the reason
                 self._check_signature(version, m)
+                data = m.get("data", {}) or {}
                 row["created"] = m.get("created")
-                row["rows"] = m.get("data", {}).get("rows")
+                row["rows"] = data.get("rows")
+                row["rows_used"] = data.get("rows_used")
+                row["source"] = Path(str(data.get("source") or "")).name or None
+                row["data_sha256"] = data.get("sha256")
                 row["targets"] = list(m.get("labels", {}))
+                row["classes"] = {t: len(labels or {}) for t, labels in (m.get("labels") or {}).items()}
                 row["metrics"] = {
-                    t: {k: v for k, v in (m.get("metrics", {}).get(t) or {}).items() if k in ("accuracy", "macro_f1")}
+                    t: {k: v for k, v in (m.get("metrics", {}).get(t) or {}).items()
+                        if k in ("accuracy", "macro_f1", "n")}
                     for t in m.get("labels", {})
                 }
             except ModelStoreError as exc:

@@ -58,6 +58,33 @@ def demo_slice(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, 
 
 
 @pytest.fixture(scope="session")
+def gbk_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GBK-encoded CSV export with Chinese column names, like the ones data staff bring: four demo categories
+    (留言详情, 一级标签, 承办单位)."""
+    from training.demo import DEMO_CORPUS
+
+    corpus = pd.read_csv(DEMO_CORPUS)
+    small = corpus[corpus["category"].isin(["交通秩序", "供暖供热", "公共交通", "教育"])]
+    small = small.rename(columns={"text": "留言详情", "category": "一级标签", "agency": "承办单位"})
+    path = tmp_path_factory.mktemp("export") / "cases.csv"
+    small.to_csv(path, index=False, encoding="gbk", errors="replace")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gbk_store(gbk_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with one version trained by `hotline train` on ``gbk_export`` (category only).  Shared by the
+    session: a test that changes a store works on a copy (``shutil.copytree``)."""
+    from training.cli import main
+
+    store = tmp_path_factory.mktemp("cli-store")
+    code = main(["train", str(gbk_export), "--text", "留言详情", "--category", "一级标签", "--quiet",
+                 "--store", str(store)])
+    assert code == 0
+    return store
+
+
+@pytest.fixture(scope="session")
 def tiny_model() -> ComplaintClassifier:
     texts = [t for t, _, _ in TINY_CASES]
     return ComplaintClassifier(tiny_config()).fit(

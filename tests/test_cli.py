@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 from training.cli import main
-from training.demo import DEMO_CORPUS
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    """A GBK-encoded CSV export with Chinese column names, like the ones data staff bring."""
-    corpus = pd.read_csv(DEMO_CORPUS)
-    small = corpus[corpus["category"].isin(["交通秩序", "供暖供热", "公共交通", "教育"])]
-    small = small.rename(columns={"text": "留言详情", "category": "一级标签", "agency": "承办单位"})
-    path = tmp_path_factory.mktemp("export") / "cases.csv"
-    small.to_csv(path, index=False, encoding="gbk", errors="replace")
-    return path
+def export(gbk_export):
+    return gbk_export
 
 
 @pytest.fixture(scope="module")
-def trained_store(export, tmp_path_factory):
-    store = tmp_path_factory.mktemp("cli-store")
-    code = main(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--quiet",
-                 "--store", str(store)])
-    assert code == 0
-    return store
+def trained_store(gbk_store):
+    return gbk_store
 
 
 def run(args, capsys, stdin=None, monkeypatch=None):
@@ -67,16 +56,24 @@ def test_predict_json_has_the_service_shape(trained_store, capsys):
 
 
 def test_predict_reads_stdin_and_files(trained_store, tmp_path, capsys, monkeypatch):
-    code, out, _ = run(["predict", "--json", "--store", str(trained_store)], capsys,
-                       stdin="同心县出租车司机拒载绕路\n\n学校乱收费\n", monkeypatch=monkeypatch)
-    assert code == 0 and len(out.splitlines()) == 2
+    code, out, err = run(["predict", "--json", "--store", str(trained_store)], capsys,
+                         stdin="同心县出租车司机拒载绕路\n\n学校乱收费\n", monkeypatch=monkeypatch)
+    records = [json.loads(line) for line in out.splitlines()]
+    # every line gives a record with its number; the blank one is an error record, not a silent skip
+    assert code == 0 and [r["line"] for r in records] == [1, 2, 3]
+    labels = [r["targets"]["category"]["label"] if "targets" in r else None for r in records]
+    assert labels == ["公共交通", None, "教育"]
+    assert records[1] == {"line": 2, "error": "empty text: no complaint to classify"}
+    assert "1 of 3 lines empty (line 2)" in err
     f = tmp_path / "texts.txt"
     f.write_text("学校乱收费\n", encoding="utf-8")
     code, out, _ = run(["predict", "--store", str(trained_store), "--file", str(f), "--explain"], capsys)
     assert code == 0 and out.startswith("category: 教育") and "because:" in out
 
 
-def test_models_list_show_promote_rollback(trained_store, export, capsys):
+def test_models_list_show_promote_rollback(gbk_store, export, capsys, tmp_path):
+    trained_store = tmp_path / "store"
+    shutil.copytree(gbk_store, trained_store)
     _, out, _ = run(["models", "list", "--json", "--store", str(trained_store)], capsys)
     listing = json.loads(out)
     first = listing["current"]

@@ -1,12 +1,17 @@
 """``hotline``: the command line.  It only parses, calls the library and prints.
 
-    hotline train cases.xlsx --text 留言详情 --category 一级标签 --agency 承办单位
+    hotline train --data cases.xlsx --text 留言详情 --category 一级标签 --agency 承办单位
     hotline predict "兴庆区六盘山中路与凤凰南街交叉口施工，导致交通拥堵" [--json]
-    hotline models list | show VERSION | promote VERSION | rollback | sign VERSION
+    hotline predict --data cases.xlsx --text 留言详情 --id 工单编号 --out predictions.csv
+    hotline models list | show VERSION | promote VERSION | rollback | tag VERSION NAME | note VERSION TEXT
+    hotline models sign VERSION
     hotline demo
 
-Every command takes ``--store PATH`` (default ``$HOTLINE_MODEL_STORE`` or ``models/``).  Errors print one line
-``error: ...`` to stderr and exit with status 2; nothing prints a traceback for a user's mistake.
+Every command takes ``--store PATH`` (default ``$HOTLINE_MODEL_STORE`` or ``models/``).  One spelling per
+option across commands: ``--data FILE`` (``train``, ``tune`` and ``learning-curve`` also take the file as their
+first argument, as before), ``--model VERSION`` (``predict --version`` still works).  A version is its id, a
+unique prefix of it, a tag, ``current``, ``previous`` or ``latest``.  Errors print one line ``error: ...`` to
+stderr and exit with status 2; nothing prints a traceback for a user's mistake.
 """
 
 from __future__ import annotations
@@ -49,38 +54,73 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
 
-# -- train ----------------------------------------------------------------------------------------------------
+# -- options shared by several commands ----------------------------------------------------------------------
+def add_data_file(p: argparse.ArgumentParser, required_help: str) -> None:
+    """``--data FILE``, also accepted as the first argument (the older spelling)."""
+    p.add_argument("data_positional", nargs="?", type=Path, metavar="DATA", help="same as --data")
+    p.add_argument("--data", type=Path, metavar="FILE", help=required_help)
+
+
+def add_model_option(p: argparse.ArgumentParser, default: str | None = "current") -> None:
+    p.add_argument("--model", "--version", dest="model", default=default, metavar="VERSION",
+                   help="model version: its id, a unique prefix of it, a tag, current, previous or latest "
+                        "(default: the current one; --version is the older spelling)")
+
+
+def _merge_aliases(args: argparse.Namespace) -> None:
+    """``train DATA`` and ``train --data DATA`` are one option: refuse two different files, or none."""
+    if not hasattr(args, "data_positional"):
+        return
+    positional, option = args.data_positional, getattr(args, "data", None)
+    if positional is not None and option is not None and positional != option:
+        raise ConfigError(f"two data files given ({positional} and --data {option}); give one")
+    args.data = option if option is not None else positional
+    if args.data is None:
+        raise ConfigError("give the data file: --data FILE (CSV, XLSX, JSONL or Parquet)")
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """The data file, its columns and the training-config options shared by `train` and `tune`."""
-    p.add_argument("data", type=Path)
-    p.add_argument("--text", required=True, help="column holding the complaint text")
-    p.add_argument("--category", help="column holding the category label")
-    p.add_argument("--agency", help="column holding the agency label")
+    """The data file, its columns and the training-config options shared by `train`, `tune` and
+    `learning-curve`."""
+    add_data_file(p, "labeled cases: CSV (UTF-8 or GBK), XLSX, JSONL or Parquet")
+    p.add_argument("--text", required=True, metavar="COLUMN", help="column holding the complaint text")
+    p.add_argument("--category", metavar="COLUMN", help="column holding the category label")
+    p.add_argument("--agency", metavar="COLUMN", help="column holding the agency label")
     p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN",
                    help="any other target, e.g. --target subcategory=二级标签 (repeatable)")
     p.add_argument("--group", metavar="COLUMN",
                    help="column (caller, work-order thread) whose rows stay together on one side of the hold-out "
                         "and of every cross-validation fold, so repeat calls do not inflate the metrics")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
-    p.add_argument("--config", type=Path, help="JSON training config (strict: unknown keys fail)")
-    p.add_argument("--min-class-count", type=int)
-    p.add_argument("--rare-policy", choices=["error", "other", "drop"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--user-dict", type=Path, help="jieba user dictionary (embedded in the model)")
-    p.add_argument("--stop-words", type=Path, help="stop-word list (embedded in the model)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="JSON training config (strict: unknown keys fail); the options below override it")
+    p.add_argument("--min-class-count", type=int, metavar="N",
+                   help="classes with fewer cases are rare (default 3); see --rare-policy")
+    p.add_argument("--rare-policy", choices=["error", "other", "drop"],
+                   help="rare classes: error (stop and name them; the default), other (merge them into one class "
+                        "named by the config's other_label, 其他), drop (leave their labels out)")
+    p.add_argument("--seed", type=int, help="random seed of the hold-out split and the folds (default 42)")
+    p.add_argument("--user-dict", type=Path, metavar="FILE", help="jieba user dictionary (embedded in the model)")
+    p.add_argument("--stop-words", type=Path, metavar="FILE", help="stop-word list (embedded in the model)")
 
 
+# -- train ----------------------------------------------------------------------------------------------------
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a new model version from labeled cases",
-                       description="Train from a CSV (UTF-8 or GBK), XLSX, JSONL or Parquet file.")
+                       description="Train from a CSV (UTF-8 or GBK), XLSX, JSONL or Parquet file: validate it, "
+                                   "measure on a held-out part, fit on all rows, save a new version.")
     add_data_arguments(p)
-    p.add_argument("--test-size", type=float)
-    p.add_argument("--cv", type=int, help="also run k-fold cross-validation")
+    p.add_argument("--test-size", type=float, metavar="SHARE",
+                   help="share of the rows held out to measure the model (default 0.2; 0: no measurement)")
+    p.add_argument("--cv", type=int, metavar="K", help="also run k-fold cross-validation")
     p.add_argument("--directory", type=Path, metavar="FOLDER",
                    help="routing directory (places.csv, agencies.csv, functions.csv): route agencies by "
                         "place and function instead of the flat agency model alone")
+    p.add_argument("--note", metavar="TEXT", help="a note stored with the version (shown by `hotline models list`)")
     p.add_argument("--promote", action="store_true", help="make the new version current")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or step lines; only the result")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print the whole validation report and how each target's model is built")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _store_arg(p)
     p.set_defaults(func=cmd_train)
@@ -111,207 +151,69 @@ def parse_targets(args: argparse.Namespace) -> dict[str, str]:
     return targets
 
 
+def _say(quiet: bool) -> Callable[[str], None] | None:
+    return None if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from classifier.progress import progress_default
+
     from .train import save_model, train
+    from .train_summary import headline, training_summary
 
     config = training_config(args)
-    log = None if (args.quiet or args.json) else (lambda m: print(m, file=sys.stderr))
+    quiet = args.quiet or args.json
     directory = None
     if args.directory is not None:
         from classifier.jurisdiction import RoutingDirectory
 
         directory = RoutingDirectory.from_dir(args.directory)
-    model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
-                  progress=False if args.quiet else None, log=log, encoding=args.encoding, directory=directory,
-                  group=args.group)
     store = _store(args)
-    version = save_model(model, store, promote=True if args.promote else None)
+    model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
+                  progress=False if quiet else progress_default(), log=_say(quiet), encoding=args.encoding,
+                  directory=directory, group=args.group)
+    before = store.current()
+    version = save_model(model, store, promote=True if args.promote else None, note=args.note)
     current = store.current() == version
-    heads = {name: head.describe() for name, head in model.heads_.items()}
     if args.json:
+        report = getattr(model, "validation_report", None)
         routing = getattr(model, "routing_summary_", None)
         _print_json({"version": version, "current": current, "store": str(store.path),
-                     "metrics": _headline(model.metrics), "heads": heads,
+                     "metrics": {t: headline(m, len(report.class_counts.get(t, {})) if report else
+                                             len(model.classes(t)))
+                                 for t, m in model.metrics.items()},
+                     "heads": {name: head.describe() for name, head in model.heads_.items()},
                      **({"routing": routing} if routing else {})})
     else:
-        for target, m in _headline(model.metrics).items():
-            print(f"{target}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
-        for name, head in heads.items():
-            how = (", ".join(f"{k} {w:.3g}" for k, w in head["fusion_weights"].items()) if head["kind"] == "fused"
-                   else f"temperature {head['temperature']:.3g}")
-            if head["kind"] == "fused" and head["temperature"] != 1.0:  # recalibrated (the routing county head)
-                how += f"; temperature {head['temperature']:.3g}"
-            print(f"head {name}: {head['kind']} ({how}), {head['classes']} classes, "
-                  f"{head['features_used']:,} features used")
-        routing = getattr(model, "routing_summary_", None)
-        if routing:
-            print(_routing_line(routing))
-        state = "current" if current else "not current: compare it, then `hotline models promote " + version + "`"
-        print(f"saved model version {version} in {store.path} ({state})")
+        print(training_summary(model, version, store.path, current,
+                               previous_current=before if current and before != version else None,
+                               verbose=args.verbose))
     return 0
 
 
 def _routing_line(summary: dict[str, Any]) -> str:
-    """What a routing model was trained with, from its ``routing_summary_``."""
-    parts = [f"routing: {summary.get('agencies')} agencies in the directory, "
-             f"{summary.get('function_cases')} cases taught the function"]
-    if summary.get("agencies_not_in_directory"):
-        parts.append(f"{summary['agencies_not_in_directory']} training agencies not in the directory")
-    if summary.get("category_function_pairs"):
-        parts.append(f"category and function decided together ({summary['category_function_pairs']} pairs)")
-    calibration = summary.get("county_calibration")
-    if calibration:
-        parts.append(f"county guesses calibrated on {calibration['unnamed_cases']} cases that name no place "
-                     f"(right {calibration['out_of_fold_accuracy']:.0%} of the time)")
-    return "; ".join(parts)
+    from .train_summary import routing_line
+
+    return routing_line(summary)
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    keys = ("accuracy", "macro_f1", "top3_accuracy")
-    return {t: {k: round(m[k], 4) for k in keys if k in m} for t, m in metrics.items()}
-
-
-# -- predict --------------------------------------------------------------------------------------------------
-def _add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="classify complaint texts",
-                       description="Texts as arguments, or one per line from --file or stdin ('-').")
-    p.add_argument("texts", nargs="*", help="complaint texts; '-' or none reads stdin, one per line")
-    p.add_argument("--file", type=Path, help="file with one complaint per line (UTF-8)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--explain", action="store_true", help="show the terms behind each label")
-    p.add_argument("--place", help="where the cases are (e.g. 海原县, 海原县李旺镇), used by a routing model when a "
-                   "text names no place itself")
-    p.add_argument("--json", action="store_true", help="one JSON object per input text")
-    p.add_argument("--version", help="model version (default: the current one)")
-    p.add_argument("--strict", action="store_true", help="refuse a model trained with other library versions")
-    _store_arg(p)
-    p.set_defaults(func=cmd_predict)
-
-
-def _read_texts(args: argparse.Namespace) -> list[str]:
-    if args.file is not None:
-        try:
-            lines = args.file.read_text(encoding="utf-8-sig").splitlines()
-        except FileNotFoundError:
-            raise ComplaintInputError(f"file not found: {args.file}") from None
-        except UnicodeDecodeError:
-            raise ComplaintInputError(f"{args.file} is not UTF-8; convert it first") from None
-        texts = [ln for ln in lines if ln.strip()]
-    elif not args.texts or args.texts == ["-"]:
-        texts = [ln for ln in sys.stdin.read().splitlines() if ln.strip()]
-    else:
-        texts = list(args.texts)
-    if not texts:
-        raise ComplaintInputError("no complaint text given: pass it as an argument, with --file, or on stdin")
-    return texts
-
-
-def load_for_cli(args: argparse.Namespace) -> Any:
+def load_for_cli(args: argparse.Namespace, version: str | None = None) -> Any:
+    """Load ``version`` (default: ``args.model``) from the store, printing library-version warnings as
+    ``warning: ...`` lines."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stored = _store(args).load(getattr(args, "version", None), strict=getattr(args, "strict", False))
+        stored = _store(args).load(version if version is not None else getattr(args, "model", None),
+                                   strict=getattr(args, "strict", False))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return stored
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    texts = _read_texts(args)
-    stored = load_for_cli(args)
-    places = [args.place] * len(texts) if args.place else None
-    results = stored.model.predict_details(texts, top_k=args.top_k, explain=args.explain, places=places)
-    for result in results:
-        if args.json:
-            _print_json(json_record(result, stored))
-        else:
-            print(format_prediction(result))
-    return 0
-
-
-def json_record(result: dict[str, Any], stored: Any) -> dict[str, Any]:
-    """The service's response shape (``classifier.model.prediction_record``) plus the model version."""
-    from classifier.model import prediction_record
-
-    model = stored.model
-    return {**prediction_record(result, list(model.targets_), default_threshold=model.review_threshold),
-            "model_version": stored.version}
-
-
-def format_prediction(result: dict[str, Any]) -> str:
-    lines = []
-    for target, entry in result.items():
-        if not isinstance(entry, dict) or "alternatives" not in entry:
-            continue
-        alts = ", ".join(f"{a['label']} {a['score']:.2f}" for a in entry["alternatives"][1:])
-        line = f"{target}: {entry['label']} ({entry['score']:.2f})"
-        lines.append(line + (f"   alternatives: {alts}" if alts else ""))
-        if entry.get("explanation"):
-            lines.append("    because: " + ", ".join(f"{e['term']} {e['weight']:.3f}" for e in entry["explanation"]))
-    routing = result.get("routing")
-    if routing:
-        place, fn = routing["place"], routing["function"]
-        lines.append(f"routing: {routing['path']} (place {place['name'] or 'unknown'}, "
-                     f"function {fn['label']} {fn['score']:.2f})")
-    if result.get("needs_review"):
-        lines.append("needs review: a score is under its threshold")
-    return "\n".join(lines) + "\n"
-
-
-# -- models ---------------------------------------------------------------------------------------------------
-def _add_models(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, show, promote, roll back and sign model versions")
-    msub = p.add_subparsers(dest="models_command", required=True)
-    for name, helptext in (("list", "all versions"), ("show", "one version's manifest"),
-                           ("promote", "make a version current"), ("rollback", "go back to the previous current"),
-                           ("sign", "sign a version you trust with $HOTLINE_STORE_SIGNING_KEY")):
-        mp = msub.add_parser(name, help=helptext)
-        if name in ("show", "promote", "sign"):
-            mp.add_argument("version", help="version id (show also takes 'current' or 'latest')")
-        mp.add_argument("--json", action="store_true")
-        _store_arg(mp)
-    p.set_defaults(func=cmd_models)
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    store = _store(args)
-    action = args.models_command
-    if action == "list":
-        rows = store.summary()
-        if args.json:
-            _print_json({"store": str(store.path), "current": store.current(), "versions": rows})
-        elif not rows:
-            print(f"no model versions in {store.path}")
-        for row in ([] if args.json else rows):
-            flag = "*" if row["current"] else " "
-            if "error" in row:
-                print(f"{flag} {row['version']}  BROKEN: {row['error']}")
-                continue
-            m = "; ".join(f"{t} acc {v.get('accuracy', float('nan')):.3f}" for t, v in row["metrics"].items() if v)
-            print(f"{flag} {row['version']}  {row['created']}  rows {row['rows']}  {m}")
-    elif action == "show":
-        version = store.resolve(args.version)
-        manifest = store.verify(version)
-        if args.json:
-            _print_json(manifest)
-        else:
-            print(json.dumps(manifest, ensure_ascii=False, indent=2))
-    elif action == "promote":
-        version = store.promote(args.version)
-        _print_json({"current": version}) if args.json else print(f"current version is now {version}")
-    elif action == "rollback":
-        version = store.rollback()
-        _print_json({"current": version}) if args.json else print(f"rolled back: current version is now {version}")
-    elif action == "sign":
-        version = store.sign(store.resolve(args.version))
-        _print_json({"signed": version}) if args.json else print(f"signed {version}")
-    return 0
 
 
 # -- demo -----------------------------------------------------------------------------------------------------
 def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="train the bundled Ningxia demo model if the store is empty, then predict")
     p.add_argument("texts", nargs="*", help="complaints to classify (default: a few samples)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
     p.add_argument("--retrain", action="store_true", help="train a new demo version even if one exists")
     _store_arg(p)
     p.set_defaults(func=cmd_demo)
@@ -327,6 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"trained the demo model: version {version} in {store.path}", file=sys.stderr)
     stored = store.load(version)
     texts = args.texts or SAMPLE_COMPLAINTS
+    from .predict_cli import format_prediction, json_record
+
     for text, result in zip(texts, stored.model.predict_details(texts)):
         if args.json:
             _print_json(json_record(result, stored))
@@ -337,6 +241,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ----------------------------------------------------------------------------------------------
+def _add_predict(sub: Any) -> None:
+    from .predict_cli import add_command
+
+    add_command(sub)
+
+
+def _add_models(sub: Any) -> None:
+    from .models_cli import add_command
+
+    add_command(sub)
+
+
 COMMANDS: list[Callable[[Any], None]] = [_add_train, _add_predict, _add_models, _add_demo]
 
 
@@ -368,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _merge_aliases(args)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

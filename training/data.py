@@ -137,6 +137,8 @@ class ValidationReport:
     conflict_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rare_classes: dict[str, dict[str, int]] = field(default_factory=dict)  # target -> {class: count}
     rare_policy: str = "error"
+    other_label: str = "其他"  # what rare classes become with rare_policy "other"
+    min_class_count: int = 3
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -149,6 +151,17 @@ class ValidationReport:
             return ""
         parts = [f"{n:,} {'row' if n == 1 else 'rows'}: {reason}" for reason, n in self.dropped.items()]
         return f"of {self.rows_read:,} rows read, validation dropped " + "; ".join(parts) + ". After that: "
+
+    def rare_sentence(self, target: str) -> str:
+        """What happened to ``target``'s rare classes, in words (without the list)."""
+        n = len(self.rare_classes.get(target) or {})
+        what = f"{n} {target} class{'es' if n != 1 else ''} with fewer than {self.min_class_count} cases"
+        if self.rare_policy == "other":
+            return f"{what} merged into the class \"{self.other_label}\""
+        if self.rare_policy == "drop":
+            return f"{what} dropped (their rows kept for the other targets)" if len(self.target_columns) > 1 \
+                else f"{what} dropped with their rows"
+        return what
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
@@ -166,21 +179,38 @@ class ValidationReport:
             lines.append(f"  dropped {n} rows: {reason} (rows {shown})")
         for target, n in self.missing_labels.items():
             if n:
-                lines.append(f"  kept {n} rows without a {target} label (used for the other targets only)")
+                lines.append(f"  kept {n} rows without {article(target)} {target} label (used for the other targets "
+                             "only)")
         lines.append(f"  exact duplicate texts (same labels): {self.exact_duplicates}")
         for target, n in self.conflicting_texts.items():
             if n:
                 lines.append(f"  texts with conflicting {target} labels: {n}")
         for target, classes in self.rare_classes.items():
             if classes:
-                shown = ", ".join(f"{c} ({n})" for c, n in list(classes.items())[:10])
-                lines.append(f"  rare {target} classes -> {self.rare_policy}: {shown}")
+                lines.append(f"  {self.rare_sentence(target)}: {rare_list(classes)}")
         for target, counts in self.class_counts.items():
             lines.append(f"  {target}: {len(counts)} classes, largest {max(counts.values(), default=0)}, "
                          f"smallest {min(counts.values(), default=0)}")
         lines.append(f"  rows used: {self.rows_used}")
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+RARE_SHOWN = 20  # rare classes named in the printed report; the rest are in validation_report.json
+
+
+def rare_list(classes: Mapping[str, int], limit: int = RARE_SHOWN) -> str:
+    """``A (2), B (1), ... and N more (every one is in validation_report.json)``."""
+    items = list(classes.items())
+    shown = ", ".join(f"{c} ({n})" for c, n in items[:limit])
+    if len(items) > limit:
+        shown += f" and {len(items) - limit} more (every one is listed in validation_report.json, saved with the model)"
+    return shown
+
+
+def article(word: str) -> str:
+    """ "an" before a vowel sound (an agency), else "a" (a category)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def validate(
@@ -215,7 +245,7 @@ def validate(
             "Name the right ones with --text / --category / --agency"
         )
     report = ValidationReport(rows_read=len(df), text_column=text, target_columns=dict(targets),
-                              rare_policy=rare_policy)
+                              rare_policy=rare_policy, other_label=other_label, min_class_count=min_class_count)
     data = pd.DataFrame({"text": df[text].tolist()}, index=pd.RangeIndex(len(df)))
     for name, col in targets.items():
         data[name] = [None if _missing(v) else str(v).strip() for v in df[col].tolist()]

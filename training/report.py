@@ -890,19 +890,22 @@ def add_command(sub: Any) -> None:
     p = sub.add_parser("report", help="confusion report of a model version on labeled data (HTML + CSV + JSON)",
                        description="Evaluate a stored model on labeled cases and write report.html, report.json, "
                                    "model_card.md and tables/*.csv|json to --out.")
-    p.add_argument("--model", default="current", help="model version (default: the current one)")
+    from .cli import add_model_option
+
+    add_model_option(p)
     p.add_argument("--data", type=Path, required=True, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet")
     p.add_argument("--text", default="text", help="column holding the complaint text (default: text)")
     p.add_argument("--category", help="column holding the category label")
     p.add_argument("--agency", help="column holding the agency label")
     p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN", help="any other target")
-    p.add_argument("--compare", metavar="OTHER_VERSION", help="also evaluate this version; deltas are --model minus it")
+    p.add_argument("--compare", metavar="OTHER_VERSION",
+                   help="also evaluate this version (e.g. current); deltas are --model minus it")
     p.add_argument("--out", type=Path, required=True, help="folder for the report files")
     p.add_argument("--id", dest="id_column", metavar="COLUMN",
                    help="case id column (e.g. the work-order number) to copy into the case tables")
-    p.add_argument("--place", dest="place_column", metavar="COLUMN",
+    p.add_argument("--place-column", "--place", dest="place_column", metavar="COLUMN",
                    help="column of place hints (the export's district field) for a routing model, as the service "
-                        "takes them")
+                        "takes them (--place is the older spelling)")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
     p.add_argument("--threshold", type=float, help="review threshold (default: the model's, 0.5)")
     p.add_argument("--folds", type=int, default=3, help="folds for the disputed-labels check (0: skip)")

@@ -6,7 +6,6 @@ it returns carries ``validation_report`` and ``metrics``.  ``save_model`` writes
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from classifier.config import TrainingConfig
 from classifier.errors import TrainingDataError
 from classifier.jurisdiction import RoutingDirectory
 from classifier.model import ComplaintClassifier
+from classifier.progress import progress_default
 from classifier.routing import RoutedClassifier
 from classifier.store import ModelStore
 from classifier.text import ComplaintTokenizer
@@ -44,8 +44,9 @@ def train(
     the model with ``validation_report``, ``metrics`` and ``training_data`` attached.
 
     ``targets`` maps target names to columns, e.g. ``{"category": "一级标签", "agency": "承办单位"}``; a data
-    set with only one of them trains only that one.  ``progress``: tqdm bars (default: when stderr is a
-    terminal).  ``log``: a callable for progress lines (default: none).  ``directory``: a
+    set with only one of them trains only that one.  ``progress``: tqdm bars (default: in a terminal or a
+    notebook, ``classifier.progress``).  ``log``: a callable for one line per step (default: none); the
+    validation report is ``model.validation_report``.  ``directory``: a
     ``RoutingDirectory``; the model is then a ``RoutedClassifier`` that routes agencies by (place, function),
     and the hold-out agency metrics measure that routing.  ``group``: a column (caller, work-order thread)
     whose rows stay together on one side of the hold-out and of each CV fold (``training.splits``), so repeat
@@ -58,7 +59,7 @@ def train(
     if targets is None:
         targets = default_targets(data)
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = progress_default()
     clean, report = validate(
         data,
         text,
@@ -69,7 +70,7 @@ def train(
         drop_duplicates=config.drop_duplicates,
         max_text_length=config.max_text_length,
     )
-    say(str(report))
+    say(f"validated: {report.rows_used:,} of {len(data):,} rows usable")
     groups = group_values(data, group, clean) if group is not None else None
     if groups is not None:
         say(f"groups: column {group!r}, {len(set(groups.tolist()))} groups; each stays on one side of every split")
@@ -81,19 +82,20 @@ def train(
     if config.test_size > 0:
         train_idx, test_idx = holdout_split(_stratify_labels(clean, names), config.test_size, config.seed, groups,
                                             report.warnings)
-        say(f"hold-out: training on {len(train_idx)} rows, measuring on {len(test_idx)}")
+        say(f"measuring: training on {len(train_idx):,} rows, testing on the {len(test_idx):,} held out")
         model, metrics = fit_and_measure(clean, train_idx, test_idx, names, config, tokenizer, progress, directory)
         for name in names:
             metrics[name]["split"] = "holdout"
             metrics[name]["group"] = group
     if config.cv_folds >= 2:
-        say(f"{config.cv_folds}-fold cross-validation")
+        say(f"{config.cv_folds}-fold cross-validation ({config.cv_folds} more fits)")
         for name, scores in _cross_validate(clean, names, config, tokenizer, directory, groups).items():
             metrics.setdefault(name, {})["cv"] = scores
     if config.test_size == 0 or config.refit_full:
-        say(f"fitting on all {len(clean)} rows")
+        say(f"fitting the model on all {len(clean):,} rows")
         model = _new_model(config, tokenizer, progress, directory)
         model.fit(clean["text"].tolist(), {n: clean[n].tolist() for n in names})
+    _fitted_quietly(model)
     model.validation_report = report
     model.metrics = metrics
     model.training_data = {
@@ -107,6 +109,15 @@ def train(
         "columns": {"text": text, **dict(targets), **({"group": group} if group is not None else {})},
     }
     return model
+
+
+def _fitted_quietly(model: ComplaintClassifier) -> None:
+    """Progress bars are for fitting: the saved model must not draw them when it predicts (in the service, in
+    ``hotline predict``)."""
+    model.progress = False
+    vectorizer = getattr(model, "vectorizer_", None)
+    if vectorizer is not None:
+        vectorizer.progress = False
 
 
 def fit_and_measure(
@@ -167,11 +178,11 @@ def _cross_validate(
 
 
 def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None = None,
-               promote: bool | None = None) -> str:
+               promote: bool | None = None, note: str | None = None) -> str:
     """Write a trained model as a new version of ``store``; return the version id.
 
     The first version of an empty store becomes current; later ones only with ``promote=True`` (compare
-    first, then ``hotline models promote``).
+    first, then ``hotline models promote``).  ``note``: a note stored with the version (``models list``).
     """
     store = store if isinstance(store, ModelStore) else ModelStore(store)
     tokenizer = model.vectorizer_.tokenizer
@@ -207,4 +218,7 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
         # how each head turns features into probabilities (every head the model has, routing ones included)
         "heads": {name: head.describe() for name, head in model.heads_.items()},
     }
-    return store.save(model, manifest, extra_files=extra, promote=promote)
+    version = store.save(model, manifest, extra_files=extra, promote=promote)
+    if note:
+        store.set_note(version, note)
+    return version

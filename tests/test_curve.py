@@ -70,6 +70,22 @@ def test_a_partly_labeled_target_is_scored_on_its_labeled_cases_only(demo_slice)
     assert 0.0 <= res.rows[-1]["scores"]["agency"]["accuracy"] <= 1.0
 
 
+def test_a_row_without_the_first_targets_label_does_not_break_the_curve(demo_slice):
+    """The retraining notebook's crash: a blank category on a row labeled for another target (handling: 直办 /
+    转办) left a class numpy could not find ("a cannot be empty"); a 2-class target has no top-3 column."""
+    df = demo_slice[0].copy()
+    df["handling"] = np.where(df.index % 2 == 0, "直办", "转办")
+    df.loc[[3, 10, 50], "category"] = None
+    res = learning_curve(df, text="text", targets={"category": "category", "handling": "handling"},
+                         config=CONFIG.with_updates(rare_policy="other"), fractions=(0.5, 1.0), folds=2)
+    assert res.rows[-1]["cases"] == 60.0 and 28 <= res.rows[0]["cases"] <= 32  # 2 folds of 120 rows
+    assert res.classes == {"category": 6, "handling": 2}
+    head = res.table().splitlines()[0].split()
+    assert "handling" in head and head.count("top-3") == 1  # the category's only
+    labels = np.array(["a", "\x00", "b", "\x00", None, "a"], dtype=object)
+    assert sorted(labels[subsample(labels, 0.5)].tolist(), key=str) == sorted(["\x00", None, "a", "b"], key=str)
+
+
 def test_subsample_keeps_each_class_in_proportion_and_at_least_one_case():
     labels = np.array(["a"] * 40 + ["b"] * 8 + ["c"])
     idx = subsample(labels, 0.25)

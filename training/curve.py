@@ -46,13 +46,15 @@ def subsample(labels: Sequence[Any] | np.ndarray, fraction: float, seed: int = 0
     """Positions of about ``fraction`` of the cases of each class (at least one per class), in their order."""
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
-    labels = np.asarray(labels, dtype=object)
     if fraction == 1:
         return np.arange(len(labels))
+    # classes by code, not by comparing labels: numpy compares a label like "\x00" (a row without this target's
+    # label) as "" and would find no row of it; missing labels (None, NaN) are one class of their own
+    codes, _ = pd.factorize(pd.Series(np.asarray(labels, dtype=object)), sort=True, use_na_sentinel=True)
     rng = np.random.default_rng(seed)
     keep: list[np.ndarray] = []
-    for c in np.unique(labels):  # sorted: the same draws whatever the rows' order
-        idx = np.flatnonzero(labels == c)
+    for c in np.unique(codes):  # sorted: the same draws whatever the rows' order
+        idx = np.flatnonzero(codes == c)
         keep.append(rng.choice(idx, size=max(1, round(fraction * len(idx))), replace=False))
     return np.sort(np.concatenate(keep))
 
@@ -63,6 +65,7 @@ class CurveResult:
 
     folds: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    classes: dict[str, int] = field(default_factory=dict)  # target -> classes (top-3 shown with more than 3)
 
     def last_doubling(self) -> dict[str, dict[str, float]]:
         """Per target and metric: the change from the second-to-last row to the last, per doubling of cases."""
@@ -78,15 +81,17 @@ class CurveResult:
         if not self.rows:
             return "(no results)"
         targets = list(self.rows[0]["scores"])
+        top3 = {t: self.classes.get(t, 4) > 3 for t in targets}  # with 3 classes or fewer top-3 is always 1
         head = ["fraction", "cases"]
         for t in targets:
-            head += [f"{t} acc", f"{t} macro-F1", f"{t} top-3"]
+            head += [f"{t} acc", f"{t} macro-F1"] + ([f"{t} top-3"] if top3[t] else [])
         lines = [head]
         for r in self.rows:
             cells = [f"{r['fraction']:g}", f"{r['cases']:,.0f}"]
             for t in targets:
                 s = r["scores"][t]
-                cells += [f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}", f"{s['top3_accuracy']:.4f}"]
+                cells += [f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}"]
+                cells += [f"{s['top3_accuracy']:.4f}"] if top3[t] else []
             lines.append(cells)
         widths = [max(len(row[j]) for row in lines) for j in range(len(head))]
         out = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines]
@@ -96,7 +101,7 @@ class CurveResult:
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {"folds": self.folds, "rows": self.rows, "last_doubling": self.last_doubling()}
+        return {"folds": self.folds, "rows": self.rows, "classes": self.classes, "last_doubling": self.last_doubling()}
 
 
 def learning_curve(
@@ -148,7 +153,8 @@ def learning_curve(
              "scores": {n: {m: float(np.mean(v)) if v else float("nan") for m, v in scores[j][n].items()}
                         for n in names}}
             for j, f in enumerate(fractions)]
-    return CurveResult(folds=len(splits), rows=rows)
+    classes = {n: int(pd.Series(labels[n]).dropna().nunique()) for n in names}
+    return CurveResult(folds=len(splits), rows=rows, classes=classes)
 
 
 def _check_fractions(fractions: Sequence[float]) -> list[float]:

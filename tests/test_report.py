@@ -240,9 +240,15 @@ def test_model_card_and_notebook_view(report, saved):
     assert used > 0 and f"classes, {used:,} features used" in card
     top = report.targets["category"].pairs.iloc[0]
     assert f"{top['true']} → {top['predicted']}: {top['count']} case(s)" in card
-    fragment = report._repr_html_()
+    fragment = report.full()._repr_html_()
     assert fragment.startswith('<div class="hr-report">') and "<html" not in fragment
     assert fragment.count("<svg") == 2 * 2 + 2  # two heatmaps and one reliability diagram per target
+    # a notebook shows the first screen only, with a link to the saved page
+    inline = report._repr_html_()
+    assert inline.startswith('<div class="hr-report">') and "<svg" not in inline and 'id="headline"' in inline
+    assert len(inline) < 20_000 and 'id="verdicts"' in inline and "tiny" in inline
+    linked = report.summary(link="report/report.html")
+    assert 'href="report/report.html"' in linked and linked._repr_html_() == str(linked)
 
 
 def test_the_page_is_self_contained(saved):

@@ -221,3 +221,25 @@ def test_paired_sentence_names_the_flips_the_interval_and_the_verdict():
     s = paired_sentence(r)
     assert s.startswith("right->wrong 2, wrong->right 10; accuracy +0.80 points (95 % CI +")
     assert s.endswith(f"McNemar p = {r['p_value']:.3g}: better")
+
+
+def test_class_changes_put_the_surest_change_first_not_the_largest():
+    """A class of 4 that lost 3 cases (-75 points of recall) is noise; a class of 400 that gained 40 is not."""
+    from scipy.stats import binomtest
+
+    from training.report import class_changes
+
+    given = np.array(["small"] * 4 + ["large"] * 400 + ["same"] * 50, dtype=object)
+    right_other = np.ones(len(given), dtype=bool)
+    right_this = right_other.copy()
+    right_this[:3] = False  # small: 3 broken
+    right_other[4:44] = False  # large: 40 fixed (the other model got them wrong)
+    per = {c: {"recall": 0.0, "f1": 0.0, "precision": 0.0} for c in ("small", "large", "same")}
+    df = class_changes(given, right_this, right_other, per, per)
+    assert df["label"].tolist() == ["large", "small", "same"]
+    large, small, same = (df.set_index("label").loc[c] for c in ("large", "small", "same"))
+    assert (large["wrong_to_right"], large["right_to_wrong"], large["change"]) == (40, 0, "real")
+    assert large["p_value"] == pytest.approx(binomtest(40, 40).pvalue)
+    assert (small["wrong_to_right"], small["right_to_wrong"], small["change"]) == (0, 3, "could be noise")
+    assert small["p_value"] == pytest.approx(0.25) and same["change"] == "none" and same["p_value"] == 1.0
+    assert large["support"] == 400 and small["support"] == 4

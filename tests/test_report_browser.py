@@ -95,7 +95,7 @@ def test_notebook_output_tables_sort_even_when_the_report_is_shown_twice(page_fi
     df = pd.DataFrame(TINY_CASES * 2, columns=["text", "category", "agency"])
     df.loc[[1, 5, 13], "category"] = ["供暖供热", "交通秩序", "道路设施"]
     report = evaluate(tiny_model, df, targets={"category": "category"}, oof_folds=0)
-    output = report._repr_html_()
+    output = report.full()._repr_html_()
     assert output.count("<script>") == 1
     notebook = tmp_path / "notebook.html"
     notebook.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'

@@ -13,12 +13,12 @@ command line.  For each target (category, agency):
 - cases to re-check: misrouted cases (wrong predictions, most confident first) and cases whose given label
   the model confidently disputes (cleanlab's confident learning on out-of-fold probabilities).
 
-Out-of-fold probabilities, the cheaper choice: the model's own vectorizer (TF-IDF is label-free) turns the
-data into features once; per fold only the linear heads are refit with the model's config (``C``,
-``class_weight``) as single SVMs, and one temperature fitted on the pooled out-of-fold scores turns them
-into probabilities.  This costs a few linear fits instead of k full trainings (jieba + TF-IDF + calibration).
-The check judges the labels from the text alone (a routed model's directory does not take part in it);
-the metrics, matrices and case lists use the model's own ``predict_proba`` / ``classes``.
+The parts live in modules of their own: ``confusion`` (matrix arithmetic), ``calibration`` (reliability,
+review threshold, operating points), ``disputed`` (labels the model disputes, out of fold), ``report_routing``
+(a routing model's agency errors), ``overlap`` (did the model learn from these cases?), ``report_html`` (the
+page and the model card) and ``report_cli`` (``hotline report``).  This module evaluates and holds the
+results.  The disputed-labels check judges the labels from the text alone (a routed model's directory does not
+take part in it); the metrics, matrices and case lists use the model's own ``predict_proba`` / ``classes``.
 
 With ``compare=other_model``: both models on the same rows, per-class deltas (this model minus the other),
 and the cases that flipped right->wrong (regressions) and wrong->right (fixes).
@@ -26,10 +26,9 @@ and the cases that flipped right->wrong (regressions) and wrong->right (fixes).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,22 @@ import numpy as np
 import pandas as pd
 
 from classifier.errors import MissingColumnError, TrainingDataError
+from classifier.progress import progress_bar
 from classifier.routing import routes
 from classifier.text import mask_pii
 
-from .metrics import classification_metrics, paired_accuracy_test, paired_sentence
+from .calibration import (
+    OPERATING_THRESHOLDS,
+    expected_calibration_error,
+    operating_points,
+    reliability_table,
+    review_table,
+)
+from .confusion import OTHER_GROUP, confused_pairs, confusion_counts, heatmap_order, row_normalize
+from .disputed import DISPUTE_CONFIDENCE, disputed_labels, out_of_fold_disputes
+from .metrics import SIGNIFICANCE, classification_metrics, paired_accuracy_test
+from .overlap import Overlap, check_overlap
+from .report_routing import PLACE_SOURCES, ROUTING_CAUSES, routing_tables
 
 __all__ = [
     "EvaluationDataError",
@@ -58,207 +69,21 @@ __all__ = [
     "review_table",
     "operating_points",
     "disputed_labels",
-    "add_command",
+    "expected_calibration_error",
+    "routing_tables",
+    "OPERATING_THRESHOLDS",
+    "OTHER_GROUP",
+    "DISPUTE_CONFIDENCE",
+    "PLACE_SOURCES",
+    "ROUTING_CAUSES",
 ]
 
 EXAMPLE_CHARS = 160  # example texts are masked and cut to this length
-DISPUTE_CONFIDENCE = 0.5  # the suggested label must be at least this probable (out of fold)
 WIDE_MATRIX_LIMIT = 60  # above this many classes the matrix is saved only as non-zero cells (long format)
-OTHER_GROUP = "（其余 {n} 类）"  # the heatmap's group of classes beyond the top N ("the other N classes")
 
 
 class EvaluationDataError(TrainingDataError):
     """Labeled data cannot be evaluated as it is (empty, one class only, no usable rows)."""
-
-
-# -- arithmetic -------------------------------------------------------------------------------------------------
-def confusion_counts(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
-    """Counts[i, j] = cases with true label ``labels[i]`` predicted as ``labels[j]`` (rows: truth)."""
-    index = {label: i for i, label in enumerate(labels)}
-    m = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    if len(y_true):
-        rows = np.fromiter((index[t] for t in y_true), dtype=np.int64, count=len(y_true))
-        cols = np.fromiter((index[p] for p in y_pred), dtype=np.int64, count=len(y_pred))
-        np.add.at(m, (rows, cols), 1)
-    return m
-
-
-def row_normalize(counts: np.ndarray) -> np.ndarray:
-    """Each row divided by its sum (the share of a true class going to each prediction); empty rows stay 0."""
-    sums = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, sums, out=np.zeros(counts.shape, dtype=np.float64), where=sums > 0)
-
-
-def confused_pairs(counts: np.ndarray, labels: Sequence[str], limit: int | None = None) -> pd.DataFrame:
-    """Off-diagonal cells, most cases first (ties: larger share of the true class, then label order).
-
-    Columns: true, predicted, count, share_of_true (count / support of the true class), reverse (cases going
-    the other way, predicted -> true), pair_total (both directions).
-    """
-    counts = np.asarray(counts)
-    support = counts.sum(axis=1)
-    rows = []
-    for i, j in zip(*np.nonzero(counts)):
-        if i == j:
-            continue
-        c = int(counts[i, j])
-        rows.append({
-            "true": str(labels[i]),
-            "predicted": str(labels[j]),
-            "count": c,
-            "share_of_true": c / int(support[i]),
-            "reverse": int(counts[j, i]),
-            "pair_total": c + int(counts[j, i]),
-            "_i": int(i),
-            "_j": int(j),
-        })
-    columns = ["true", "predicted", "count", "share_of_true", "reverse", "pair_total"]
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    df = pd.DataFrame(rows).sort_values(["count", "share_of_true", "_i", "_j"], ascending=[False, False, True, True])
-    df = df[columns].reset_index(drop=True)
-    return df.head(limit) if limit is not None else df
-
-
-def heatmap_order(counts: np.ndarray, labels: Sequence[str], top_n: int = 25) -> tuple[list[str], np.ndarray]:
-    """Labels and counts for a readable heatmap: at most ``top_n`` classes, ordered by confusion.
-
-    The classes most involved in errors (then the largest) are kept; they are chained so that classes
-    confused with each other sit side by side.  Everything else is summed into one "other N classes" row and
-    column, so the matrix still adds up to every case.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    n = len(labels)
-    off = counts - np.diag(np.diag(counts))
-    sym = off + off.T
-    involvement = off.sum(axis=0) + off.sum(axis=1)
-    size = counts.sum(axis=0) + counts.sum(axis=1)
-    rank = sorted(range(n), key=lambda i: (-involvement[i], -size[i], str(labels[i])))
-    keep = rank if n <= top_n else rank[: max(top_n - 1, 1)]
-    # greedy chaining: start from the most confused class, append the class most confused with the last one
-    order: list[int] = []
-    remaining = list(keep)
-    while remaining:
-        if order:
-            last = order[-1]
-            best = max(remaining, key=lambda i: (sym[last, i], involvement[i], -keep.index(i)))
-            if sym[last, best] == 0:
-                best = remaining[0]
-        else:
-            best = remaining[0]
-        order.append(best)
-        remaining.remove(best)
-    names = [str(labels[i]) for i in order]
-    if len(order) == n:
-        return names, counts[np.ix_(order, order)]
-    rest = [i for i in range(n) if i not in set(order)]
-    idx = order + [rest]
-    m = np.zeros((len(order) + 1, len(order) + 1), dtype=np.int64)
-    for a, ia in enumerate(idx):
-        for b, ib in enumerate(idx):
-            ra = ia if isinstance(ia, list) else [ia]
-            rb = ib if isinstance(ib, list) else [ib]
-            m[a, b] = counts[np.ix_(ra, rb)].sum()
-    return names + [OTHER_GROUP.format(n=len(rest))], m
-
-
-def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Cases binned by the top label's probability: how often the model is right at each confidence."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        sel = which == b
-        k = int(sel.sum())
-        mean_conf = float(confidence[sel].mean()) if k else float("nan")
-        acc = float(correct[sel].mean()) if k else float("nan")
-        rows.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "low": float(edges[b]), "high": float(edges[b + 1]),
-                     "cases": k, "mean_score": mean_conf, "accuracy": acc,
-                     "gap": (acc - mean_conf) if k else float("nan")})
-    return pd.DataFrame(rows)
-
-
-def expected_calibration_error(table: pd.DataFrame) -> float:
-    total = int(table["cases"].sum())
-    if not total:
-        return float("nan")
-    used = table[table["cases"] > 0]
-    return float((used["cases"] * (used["accuracy"] - used["mean_score"]).abs()).sum() / total)
-
-
-def review_table(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> pd.DataFrame:
-    """Cases the service would send to review (score under the threshold) and those it would route directly."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
-    n = len(confidence)
-    rows = []
-    for side, sel in (("needs review (score < threshold)", confidence < threshold),
-                      ("routed directly (score >= threshold)", confidence >= threshold)):
-        k = int(sel.sum())
-        rows.append({"side": side, "threshold": threshold, "cases": k, "share": k / n if n else float("nan"),
-                     "accuracy": float(correct[sel].mean()) if k else float("nan")})
-    return pd.DataFrame(rows)
-
-
-OPERATING_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-
-
-def operating_points(confidence: np.ndarray, correct: np.ndarray,
-                     thresholds: Sequence[float] = OPERATING_THRESHOLDS) -> pd.DataFrame:
-    """For each candidate review threshold: the share of cases routed directly, their accuracy, and the share
-    sent to review; what a dispatcher needs to choose a threshold (``HOTLINE_THRESHOLDS``)."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
-    n = len(confidence)
-    rows = []
-    for t in thresholds:
-        direct = confidence >= t
-        k = int(direct.sum())
-        rows.append({"threshold": float(t), "routed_directly": k / n if n else float("nan"),
-                     "accuracy_routed_directly": float(correct[direct].mean()) if k else float("nan"),
-                     "errors_routed_directly": int((direct & ~correct).sum()),
-                     "sent_to_review": (n - k) / n if n else float("nan")})
-    return pd.DataFrame(rows)
-
-
-def disputed_labels(proba: np.ndarray, given: np.ndarray, scorable: np.ndarray | None = None,
-                    min_confidence: float = DISPUTE_CONFIDENCE) -> pd.DataFrame:
-    """Cases whose given label the out-of-fold probabilities confidently dispute (cleanlab's confident joint).
-
-    ``proba``: (n, k) out-of-fold probabilities; ``given``: the given label's column (or -1 when the model
-    cannot score it).  Per class j, the threshold t_j is the mean probability of j over cases labeled j.  A
-    case is disputed when some other class j has p_j >= t_j and is the most probable of those classes
-    (cleanlab's confident joint, off the diagonal), its given label i has p_i < t_i, and p_j is at least
-    ``min_confidence``: with few cases per class the out-of-fold models are unsure, their per-class
-    thresholds low, and without a floor a third of a long-tailed agency column gets flagged.
-    Returns positions, suggested class column, given-label and suggested probabilities, margin; most
-    certain first (largest margin p_suggested - p_given).
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    given = np.asarray(given, dtype=np.int64)
-    n, k = proba.shape
-    ok = given >= 0 if scorable is None else (np.asarray(scorable, dtype=bool) & (given >= 0))
-    thresholds = np.full(k, np.inf)
-    for j in range(k):
-        sel = ok & (given == j)
-        if sel.any():
-            thresholds[j] = proba[sel, j].mean()
-    above = proba >= thresholds[None, :]
-    masked = np.where(above, proba, -np.inf)
-    suggested = np.argmax(masked, axis=1)
-    has = np.isfinite(masked[np.arange(n), suggested])
-    # and the given label is itself unconvincing: under its own class's typical probability
-    low_given = proba[np.arange(n), np.maximum(given, 0)] < thresholds[np.maximum(given, 0)]
-    confident = proba[np.arange(n), suggested] >= min_confidence
-    disputed = ok & has & (suggested != given) & low_given & confident
-    pos = np.flatnonzero(disputed)
-    p_given = proba[pos, given[pos]]
-    p_sugg = proba[pos, suggested[pos]]
-    out = pd.DataFrame({"position": pos, "suggested": suggested[pos], "given_probability": p_given,
-                        "suggested_probability": p_sugg, "margin": p_sugg - p_given})
-    return out.sort_values(["margin", "position"], ascending=[False, True]).reset_index(drop=True)
 
 
 # -- the report's parts ------------------------------------------------------------------------------------------
@@ -324,6 +149,13 @@ class Report:
     compare_manifest: dict[str, Any] | None = None
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     top_n: int = 25  # classes shown in a heatmap before the rest are grouped
+    # did each model learn from the evaluated cases? (training.overlap)
+    overlap: Overlap | None = None
+    compare_overlap: Overlap | None = None
+
+    def overlap_warnings(self) -> list[str]:
+        """One sentence per model whose training data overlaps the evaluated cases (empty: none does)."""
+        return [o.sentence() for o in (self.overlap, self.compare_overlap) if o is not None and o.warns]
 
     # tables: every one is written as CSV and JSON by ``save``
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -358,6 +190,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "overlap": {role: o.to_dict() for role, o in (("model", self.overlap), ("compare", self.compare_overlap))
+                        if o is not None},
             "model_version": self.model_version,
             "compare_version": self.compare_version,
             "data": self.data,
@@ -383,12 +217,27 @@ class Report:
         return page
 
     def _repr_html_(self) -> str:
+        """In a notebook, the first screen only (the whole report is tens of thousands of pixels tall):
+        ``summary(link=...)`` to point at the saved page, ``full()`` to show everything."""
+        from .report_html import render_summary
+
+        return render_summary(self)
+
+    def summary(self, link: str | Path | None = None) -> _Html:
+        """The first screen (what was evaluated, overlap warnings, headline numbers, verdicts) with a link to
+        the full report (``link``: the saved report.html); displays itself in a notebook."""
+        from .report_html import render_summary
+
+        return _Html(render_summary(self, link=link))
+
+    def full(self) -> _Html:
+        """The whole report, displayed in a notebook (sortable tables)."""
         from .report_html import render_notebook
 
-        return render_notebook(self)
+        return _Html(render_notebook(self))
 
     def model_card(self) -> str:
-        from .report_html import render_model_card
+        from .model_card import render_model_card
 
         return render_model_card(self)
 
@@ -409,6 +258,13 @@ class Report:
 
 
 _HEADLINE = ("accuracy", "macro_f1", "top3_accuracy")
+
+
+class _Html(str):
+    """HTML that a notebook displays as HTML (``_repr_html_``) and a program uses as the string it is."""
+
+    def _repr_html_(self) -> str:
+        return str(self)
 
 
 def _pairs_for_table(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -442,6 +298,24 @@ def _example_text(text: str) -> str:
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
+def _folder(model: Any) -> Path | None:
+    """A ``StoredModel``'s version folder (where its row fingerprint is)."""
+    path = getattr(model, "path", None)
+    return Path(path) if path is not None and hasattr(model, "manifest") else None
+
+
+def _overlap(model: Any, data: pd.DataFrame, prepared: _Rows) -> Overlap:
+    """Check the evaluated cases against what ``model`` (a classifier or ``StoredModel``) learned from."""
+    from .data import fingerprint
+
+    clf, version, manifest = _unwrap(model)
+    columns = list(((manifest.get("data") or {}).get("columns") or {}).values())
+    columns = [c for c in columns if c != (manifest.get("data") or {}).get("columns", {}).get("group")]
+    content = fingerprint(data, columns) if columns and all(c in data.columns for c in columns) else None
+    return check_overlap(clf, prepared.texts, version=version, folder=_folder(model), manifest=manifest,
+                         content_sha256=content, file_sha256=data.attrs.get("sha256"))
+
+
 def _unwrap(model: Any) -> tuple[Any, str | None, dict[str, Any]]:
     """A ComplaintClassifier, or a ``StoredModel`` from the store (which also gives version and manifest)."""
     if hasattr(model, "model") and hasattr(model, "manifest"):
@@ -570,6 +444,7 @@ def evaluate(
     encoding: str | None = None,
     id_column: str | None = None,
     place_column: str | None = None,
+    progress: bool = False,
 ) -> Report:
     """Measure ``model`` on labeled ``data`` and return a ``Report`` (nothing is written or printed).
 
@@ -580,6 +455,8 @@ def evaluate(
     in the misrouted / disputed / flipped tables (most certain first).  ``id_column``: a case id column
     (e.g. the work-order number) copied into the case tables next to the spreadsheet row.  ``place_column``:
     a column of place hints (the export's district field) passed to a routing model as the service would.
+    ``progress``: a progress bar over the steps (each target's predictions and disputed-labels check, each
+    comparison).
     """
     from .data import read_table
 
@@ -598,24 +475,38 @@ def evaluate(
                                   "has no routing directory")
     prepared = _prepare(data, text, chosen, clf.max_text_length, id_column, place_column)
     # features once, for the out-of-fold refits; predictions go through the model's own predict_proba
-    X = clf.transform(prepared.texts) if oof_folds >= 2 else None
-    reports: dict[str, TargetReport] = {}
-    for name in chosen:
-        t = threshold.get(name, clf.review_threshold) if isinstance(threshold, Mapping) else threshold
-        reports[name] = _evaluate_target(clf, X, prepared, name, chosen[name],
-                                         clf.review_threshold if t is None else float(t),
-                                         oof_folds, top_n, n_examples, max_cases, seed)
-    report = Report(model_version=version, manifest=manifest, data=prepared.summary, targets=reports,
-                    skipped_targets=skipped, top_n=top_n)
-    if compare is not None:
-        other, other_version, other_manifest = _unwrap(compare)
-        report.compare_version = compare_version or other_version
-        report.compare_manifest = other_manifest
+    steps = len(chosen) + (len(chosen) if compare is not None else 0)
+    bar = progress_bar(total=steps, desc="report", unit="step", enabled=progress)
+    try:
+        bar.set_description("report: features")
+        X = clf.transform(prepared.texts) if oof_folds >= 2 else None
+        reports: dict[str, TargetReport] = {}
         for name in chosen:
-            if name not in other.targets_:
-                report.skipped_targets[f"{name} (comparison)"] = "the other model does not predict it"
-                continue
-            report.comparisons[name] = _compare_target(reports[name], other, prepared, name, max_cases)
+            bar.set_description(f"report: {name}")
+            t = threshold.get(name, clf.review_threshold) if isinstance(threshold, Mapping) else threshold
+            reports[name] = _evaluate_target(clf, X, prepared, name, chosen[name],
+                                             clf.review_threshold if t is None else float(t),
+                                             oof_folds, top_n, n_examples, max_cases, seed)
+            bar.update(1)
+        report = Report(model_version=version, manifest=manifest, data=prepared.summary, targets=reports,
+                        skipped_targets=skipped, top_n=top_n, overlap=_overlap(model, data, prepared))
+        if report.overlap is not None and report.overlap.version is None:
+            report.overlap.version = version
+        if compare is not None:
+            other, other_version, other_manifest = _unwrap(compare)
+            report.compare_version = compare_version or other_version
+            report.compare_manifest = other_manifest
+            report.compare_overlap = _overlap(compare, data, prepared)
+            report.compare_overlap.version = report.compare_version
+            for name in chosen:
+                bar.set_description(f"report: {name} comparison")
+                if name not in other.targets_:
+                    report.skipped_targets[f"{name} (comparison)"] = "the other model does not predict it"
+                else:
+                    report.comparisons[name] = _compare_target(reports[name], other, prepared, name, max_cases)
+                bar.update(1)
+    finally:
+        bar.close()
     return report
 
 
@@ -690,7 +581,7 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         "given": wrong["given"].to_numpy(), "predicted": wrong["predicted"].to_numpy(),
         "score": wrong["score"].to_numpy(), "given_score": wrong["given_score"].to_numpy(),
     })
-    disputed, note = _disputed(clf, None if X is None else X[pos], given, name, oof_folds, seed, max_cases)
+    disputed, note = out_of_fold_disputes(clf, None if X is None else X[pos], given, name, oof_folds, seed, max_cases)
     if note:
         notes.append(note)
     if len(disputed):
@@ -712,70 +603,12 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
     )
 
 
-ROUTING_CAUSES = {
-    "place": "right function, wrong county",
-    "town": "right county and function, wrong town or street office",
-    "function": "right place, wrong function (department)",
-    "place and function": "wrong county and wrong function",
-    "outside the directory": "the given or the predicted agency is not in the routing directory",
-}
-PLACE_SOURCES = {
-    "gazetteer": "named in the text",
-    "hint": "from the request's place hint",
-    "model": "guessed by the county model",
-    "none": "not decided (flat agency model)",
-}
-
-
 def _places(clf: Any, prepared: _Rows, pos: np.ndarray) -> dict[str, Any]:
     """The ``places`` keyword for ``clf``'s predictions of the rows at ``pos``: empty unless the data has a
     place column and the model routes (a compared model without routing is measured without hints)."""
     if prepared.places is None or not routes(clf):
         return {}
     return {"places": [prepared.places[int(i)] for i in pos]}
-
-
-def routing_tables(clf: Any, texts: list[str], given: np.ndarray, predicted: np.ndarray,
-                   flagged: np.ndarray, places: list[str | None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """For a routing model's agency: each wrong agency's cause (by comparing the given and the predicted
-    agency's county, town and function in the directory), and accuracy by where the place came from."""
-    directory = clf.directory_
-    details = clf.predict_details(texts, top_k=1, targets=["agency"], places=places)
-    sources = []
-    for d in details:
-        place = d["routing"]["place"]
-        sources.append(place["source"] if place.get("county") else "none")
-    causes = []
-    for g, p in zip(given, predicted):
-        a, b = directory.agencies.get(str(g)), directory.agencies.get(str(p))
-        if g == p:
-            causes.append(None)
-        elif a is None or b is None:
-            causes.append("outside the directory")
-        elif a.county != b.county:
-            causes.append("place" if a.function == b.function else "place and function")
-        elif a.function != b.function:
-            causes.append("function")
-        else:
-            causes.append("town")
-    wrong = np.array([c is not None for c in causes], dtype=bool)
-    n_wrong = int(wrong.sum())
-    error_rows = []
-    for cause, meaning in ROUTING_CAUSES.items():
-        m = np.array([c == cause for c in causes], dtype=bool)
-        error_rows.append({"cause": cause, "meaning": meaning, "errors": int(m.sum()),
-                           "share_of_errors": float(m.sum() / n_wrong) if n_wrong else 0.0,
-                           "flagged_for_review": float(flagged[m].mean()) if m.any() else None})
-    place_rows = []
-    src = np.asarray(sources, dtype=object)
-    for source, meaning in PLACE_SOURCES.items():
-        m = src == source
-        place_rows.append({"place": source, "meaning": meaning, "cases": int(m.sum()),
-                           "accuracy": float((~wrong[m]).mean()) if m.any() else None,
-                           "flagged_for_review": float(flagged[m].mean()) if m.any() else None,
-                           "accuracy_not_flagged": float((~wrong[m & ~flagged]).mean()) if (m & ~flagged).any()
-                           else None})
-    return pd.DataFrame(error_rows), pd.DataFrame(place_rows)
 
 
 def _examples(predictions: pd.DataFrame, texts: list[str], n: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -790,60 +623,35 @@ def _examples(predictions: pd.DataFrame, texts: list[str], n: int) -> dict[tuple
     return out
 
 
-def _disputed(clf: Any, X: Any, given: np.ndarray, name: str, folds: int, seed: int,
-              max_cases: int) -> tuple[pd.DataFrame, str | None]:
-    """Out-of-fold probabilities on the evaluated rows, then the confident-joint check."""
-    columns = ["position", "given", "suggested", "given_probability", "suggested_probability", "margin"]
-    empty = pd.DataFrame(columns=columns)
-    if folds < 2 or X is None:
-        return empty, "disputed labels not computed (oof_folds < 2)"
-    from sklearn.model_selection import KFold, StratifiedKFold
+def class_changes(given: np.ndarray, right_this: np.ndarray, right_other: np.ndarray,
+                  this: Mapping[str, Any], other: Mapping[str, Any]) -> pd.DataFrame:
+    """Per class, this model against the other on the same cases, most certain change first.
 
-    from classifier.model import TargetHead, _fit_temperature, _softmax
+    A class's recall changes only through its own cases that flipped: ``wrong_to_right`` (fixed by this model)
+    and ``right_to_wrong`` (broken).  McNemar's exact test on those two counts says how sure the change is:
+    three cases of a class with 4 is noise however large the delta looks, forty of a class with 400 is not.
+    Sorted by that p-value, then by support.  ``change``: "real" (p < 0.05), "could be noise" or "none".
+    """
+    from scipy.stats import binomtest
 
-    labels, counts = np.unique(given, return_counts=True)
-    count_of = dict(zip(labels, counts))
-    # a class with one case here can neither be judged out of fold nor be suggested with any confidence:
-    # leaving it out of the refits keeps them fast (a linear SVM is one-vs-rest: its cost grows with classes)
-    idx = np.flatnonzero([count_of[g] >= 2 for g in given])
-    if len(np.unique(given[idx])) < 2:
-        return empty, "disputed labels not computed: fewer than 2 classes have 2 or more cases"
-    folds = min(folds, len(idx))
-    stratify = int(counts[counts >= 2].min()) >= folds
-    splitter: Any = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
-    cfg = clf._config().model.model_copy(update={"calibration": "none"})
-    lead = clf.vectorizer_.is_lead_  # a single SVM leaves the lead blocks out, as in training
-    scores = np.full((len(given), len(labels)), -np.inf)
-    scorable = np.zeros(len(given), dtype=bool)
-    for train, test in splitter.split(idx, given[idx] if stratify else None):
-        train, test = idx[train], idx[test]
-        fold_classes = np.unique(given[train])
-        if len(fold_classes) < 2:
-            continue
-        h = TargetHead.from_config(cfg, random_state=seed).fit(X[train], given[train], lead_columns=lead)
-        scores[np.ix_(test, np.searchsorted(labels, fold_classes))] = h.decision_function(X[test])
-        # a case whose class is missing from the fold's training part cannot be judged
-        scorable[test] = np.isin(given[test], fold_classes)
-    given_col = np.searchsorted(labels, given)
-    # one temperature for these out-of-fold scores, fitted on them (the model's own calibration belongs to
-    # its own heads, which may be fused views rather than this single SVM)
-    finite = np.where(np.isfinite(scores), scores, np.nan)
-    floor = np.nanmin(finite) - 10.0 if np.isfinite(finite).any() else -10.0
-    scores = np.where(np.isfinite(scores), scores, floor)
-    temperature = _fit_temperature(scores[scorable], given_col[scorable]) if scorable.any() else 1.0
-    proba = _softmax(scores / temperature)
-    proba[~scorable] = 0.0
-    found = disputed_labels(proba, given_col, scorable)
-    note = None
-    if (~scorable).any():
-        note = (f"{int((~scorable).sum())} case(s) not checked for disputed labels: their class has too few "
-                f"cases here to be judged out of fold ({folds} folds)")
-    if not len(found):
-        return empty, note
-    found = found.head(max_cases)
-    found.insert(1, "given", given[found["position"].to_numpy()])
-    found["suggested"] = labels[found["suggested"].to_numpy()]
-    return found[columns], note
+    labels = sorted(set(this) | set(other) | {str(g) for g in given})
+    rows = []
+    for c in labels:
+        sel = given == c
+        fixed = int((sel & right_this & ~right_other).sum())
+        broken = int((sel & ~right_this & right_other).sum())
+        p = float(binomtest(fixed, fixed + broken, 0.5).pvalue) if fixed + broken else 1.0
+        a, b = this.get(c, {}), other.get(c, {})
+        rows.append({"label": c, "support": int(sel.sum()),
+                     "recall_this": a.get("recall", 0.0), "recall_other": b.get("recall", 0.0),
+                     "delta_recall": a.get("recall", 0.0) - b.get("recall", 0.0),
+                     "wrong_to_right": fixed, "right_to_wrong": broken, "p_value": p,
+                     "change": "none" if not fixed + broken else "real" if p < SIGNIFICANCE else "could be noise",
+                     "f1_this": a.get("f1", 0.0), "f1_other": b.get("f1", 0.0),
+                     "delta_f1": a.get("f1", 0.0) - b.get("f1", 0.0),
+                     "precision_this": a.get("precision", 0.0), "precision_other": b.get("precision", 0.0)})
+    df = pd.DataFrame(rows)
+    return df.sort_values(["p_value", "support", "label"], ascending=[True, False, True]).reset_index(drop=True)
 
 
 def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
@@ -856,20 +664,9 @@ def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
     pred_other = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
     metrics = pd.DataFrame([{"metric": k, "this": this.metrics[k], "other": m_other[k],
                              "delta": this.metrics[k] - m_other[k]} for k in _HEADLINE])
-    labels = sorted(set(this.metrics["per_class"]) | set(m_other["per_class"]))
-    support = pd.Series(given).value_counts()
-    rows = []
-    for c in labels:
-        a = this.metrics["per_class"].get(c, {})
-        b = m_other["per_class"].get(c, {})
-        rows.append({"label": c, "support": int(support.get(c, 0)),
-                     "f1_this": a.get("f1", 0.0), "f1_other": b.get("f1", 0.0),
-                     "delta_f1": a.get("f1", 0.0) - b.get("f1", 0.0),
-                     "recall_this": a.get("recall", 0.0), "recall_other": b.get("recall", 0.0),
-                     "precision_this": a.get("precision", 0.0), "precision_other": b.get("precision", 0.0)})
-    per_class = pd.DataFrame(rows).sort_values(["delta_f1", "support", "label"], ascending=[True, False, True])
     right_this = this.predictions["correct"].to_numpy()
     right_other = pred_other == given
+    per_class = class_changes(given, right_this, right_other, this.metrics["per_class"], m_other["per_class"])
     flips = []
     for k in np.flatnonzero(right_this != right_other):
         flips.append({"row": int(this.predictions["row"].iloc[k]),
@@ -878,78 +675,6 @@ def _compare_target(this: TargetReport, other: Any, prepared: _Rows, name: str,
                       "direction": "wrong->right" if right_this[k] else "right->wrong"})
     flips_df = pd.DataFrame(flips, columns=["row", "text", "given", "this", "other", "direction"])
     flips_df = flips_df.sort_values(["direction", "row"], ascending=[False, True]).head(max_cases)
-    return Comparison(target=name, metrics=metrics, per_class=per_class.reset_index(drop=True),
+    return Comparison(target=name, metrics=metrics, per_class=per_class,
                       flips=prepared.with_ids(flips_df.reset_index(drop=True)),
                       paired=paired_accuracy_test(right_this, right_other))
-
-
-# -- command line -------------------------------------------------------------------------------------------------
-def add_command(sub: Any) -> None:
-    from .cli import _store_arg
-
-    p = sub.add_parser("report", help="confusion report of a model version on labeled data (HTML + CSV + JSON)",
-                       description="Evaluate a stored model on labeled cases and write report.html, report.json, "
-                                   "model_card.md and tables/*.csv|json to --out.")
-    from .cli import add_model_option
-
-    add_model_option(p)
-    p.add_argument("--data", type=Path, required=True, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet")
-    p.add_argument("--text", default="text", help="column holding the complaint text (default: text)")
-    p.add_argument("--category", help="column holding the category label")
-    p.add_argument("--agency", help="column holding the agency label")
-    p.add_argument("--target", action="append", default=[], metavar="NAME=COLUMN", help="any other target")
-    p.add_argument("--compare", metavar="OTHER_VERSION",
-                   help="also evaluate this version (e.g. current); deltas are --model minus it")
-    p.add_argument("--out", type=Path, required=True, help="folder for the report files")
-    p.add_argument("--id", dest="id_column", metavar="COLUMN",
-                   help="case id column (e.g. the work-order number) to copy into the case tables")
-    p.add_argument("--place-column", "--place", dest="place_column", metavar="COLUMN",
-                   help="column of place hints (the export's district field) for a routing model, as the service "
-                        "takes them (--place is the older spelling)")
-    p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
-    p.add_argument("--threshold", type=float, help="review threshold (default: the model's, 0.5)")
-    p.add_argument("--folds", type=int, default=3, help="folds for the disputed-labels check (0: skip)")
-    p.add_argument("--top-n", type=int, default=25, help="classes shown in a heatmap before grouping the rest")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _store_arg(p)
-    p.set_defaults(func=cmd_report)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from classifier.errors import ConfigError
-
-    from .cli import _print_json, _store, parse_targets
-
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.top_n < 2:
-        raise ConfigError(f"--top-n must be at least 2, got {args.top_n}")
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} is a file; give a folder for the report files")
-    if args.folds < 0:
-        raise ConfigError(f"--folds must be 0 (skip the disputed-labels check) or more, got {args.folds}")
-    targets = parse_targets(args) if (args.category or args.agency or args.target) else None
-    store = _store(args)
-    stored = store.load(store.resolve(args.model))
-    other = store.load(store.resolve(args.compare)) if args.compare else None
-    report = evaluate(stored, args.data, text=args.text, targets=targets, compare=other, threshold=args.threshold,
-                      oof_folds=args.folds, top_n=args.top_n, encoding=args.encoding,
-                      id_column=args.id_column, place_column=args.place_column)
-    written = report.save(args.out)
-    summary = {name: {k: round(t.metrics[k], 4) for k in _HEADLINE} for name, t in report.targets.items()}
-    if args.json:
-        _print_json({"model_version": report.model_version, "compare_version": report.compare_version,
-                     "metrics": summary, "skipped_targets": report.skipped_targets,
-                     "comparisons": {name: c.paired for name, c in report.comparisons.items()},
-                     "html": str(written["html"]), "out": str(args.out)})
-        return 0
-    for name, m in summary.items():
-        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
-    for name, c in report.comparisons.items():
-        d = {r.metric: r.delta for r in c.metrics.itertuples()}
-        print(f"{name} vs {report.compare_version}: " + ", ".join(f"{k} {v:+.4f}" for k, v in d.items())
-              + f"; {paired_sentence(c.paired)}")
-    for name, why in report.skipped_targets.items():
-        print(f"skipped {name}: {why}")
-    print(f"wrote {written['html']} (+ report.json, model_card.md, tables/)")
-    return 0

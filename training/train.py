@@ -24,6 +24,7 @@ from classifier.text import ComplaintTokenizer
 
 from .data import ValidationReport, default_targets, fingerprint, read_table, validate
 from .metrics import classification_metrics
+from .overlap import ROW_FILTER_FILE, RowFilter
 from .splits import group_values, holdout_split, kfold_splits
 
 __all__ = ["train", "save_model", "fit_and_measure"]
@@ -91,11 +92,16 @@ def train(
         say(f"{config.cv_folds}-fold cross-validation ({config.cv_folds} more fits)")
         for name, scores in _cross_validate(clean, names, config, tokenizer, directory, groups).items():
             metrics.setdefault(name, {})["cv"] = scores
+    learned = clean["text"]
     if config.test_size == 0 or config.refit_full:
         say(f"fitting the model on all {len(clean):,} rows")
         model = _new_model(config, tokenizer, progress, directory)
         model.fit(clean["text"].tolist(), {n: clean[n].tolist() for n in names})
+    else:
+        learned = clean["text"].iloc[train_idx]
     _fitted_quietly(model)
+    # what the model learned from, for the overlap check of every later evaluation (training.overlap)
+    model.training_rows = RowFilter.build(learned.tolist())
     model.validation_report = report
     model.metrics = metrics
     model.training_data = {
@@ -195,8 +201,13 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
         extra["user_dict.txt"] = tokenizer.user_dict
     if tokenizer is not None and tokenizer.stop_words:
         extra["stop_words.txt"] = tokenizer.stop_words
+    rows: RowFilter | None = getattr(model, "training_rows", None)
+    data = dict(getattr(model, "training_data", {}) or {})
+    if rows is not None:
+        extra[ROW_FILTER_FILE] = rows.to_json()
+        data["row_fingerprint"] = rows.manifest_entry()
     manifest: dict[str, Any] = {
-        "data": getattr(model, "training_data", {}),
+        "data": data,
         "config": config.model_dump(mode="json"),
         "targets": list(model.targets_),
         "labels": {
@@ -218,7 +229,14 @@ def save_model(model: ComplaintClassifier, store: ModelStore | str | Path | None
         # how each head turns features into probabilities (every head the model has, routing ones included)
         "heads": {name: head.describe() for name, head in model.heads_.items()},
     }
-    version = store.save(model, manifest, extra_files=extra, promote=promote)
+    # the row fingerprint is a file of the version, not part of the pickle
+    if rows is not None:
+        del model.training_rows
+    try:
+        version = store.save(model, manifest, extra_files=extra, promote=promote)
+    finally:
+        if rows is not None:
+            model.training_rows = rows
     if note:
         store.set_note(version, note)
     return version

@@ -147,7 +147,8 @@ def test_retrain_notebook_on_a_city_export(tmp_path):
     newest = dates[dates >= dates.sort_values().iloc[-90]]  # the newest 20 %, the last day whole
     held = len(newest)
     assert 90 <= held < 100, source
-    assert (f"held out the newest {held} cases (20%, 受理日期 from {newest.min():%Y-%m-%d} to {newest.max():%Y-%m-%d}); "
+    first, last = f"{newest.min():%Y-%m-%d}", f"{newest.max():%Y-%m-%d}"
+    assert (f"held out the newest {held} cases (20%, 受理日期 from {first} to {last}); "
             f"learning from the {450 - held} before them") in out, source
     assert f"training with settings from the config file {config}" in out
     assert "min_class_count 3, rare classes -> other" in out and "user dictionary none" in out

@@ -648,15 +648,25 @@ def prediction_record(
 ) -> dict[str, Any]:
     """The one external shape of a prediction, used by ``hotline predict --json`` and the service:
     ``{"targets": {name: {label, score, alternatives, threshold, needs_review, [explanation]}},
-    "needs_review", ...}`` with any other key of ``result`` (``routing``) passed through."""
+    "needs_review", ...}`` with any other key of ``result`` (``routing``) passed through.  An optional part is
+    absent rather than null (a routing's ``reason``, a place's ``town`` when there is none)."""
     out: dict[str, Any] = {"targets": {}}
     for key, value in result.items():
         if key in targets and isinstance(value, dict):
             t = (thresholds or {}).get(key, default_threshold)
             out["targets"][key] = {**value, "threshold": t, "needs_review": value["score"] < t}
         else:
-            out[key] = value  # needs_review, routing, and whatever a wrapper adds
+            out[key] = _without_nulls(value)  # needs_review, routing, and whatever a wrapper adds
     return out
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every dict entry whose value is None left out, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _check_top_k(top_k: Any) -> None:

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.decisions import DecisionRecorder
+from service.docs import add_docs
 from service.errors import on_http_error, on_validation_error
 from service.feedback import feedback_router
 from service.loading import LoadedModel, ModelHolder, load_model, routing_info
@@ -83,7 +85,10 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         exception_handlers={RequestValidationError: on_validation_error, StarletteHTTPException: on_http_error},
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: add_docs serves them from the package
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.settings = settings
@@ -200,8 +205,7 @@ def create_app(
         current = holder.current
         log_state, log_detail = recorder.status() if recorder is not None else ("off", None)
         if current is None:
-            return JSONResponse({"ready": False, "model_version": None, "detail": "no model loaded",
-                                 "decision_log": log_state}, 503)
+            return JSONResponse({"ready": False, "detail": "no model loaded", "decision_log": log_state}, 503)
         try:
             current.model.predict_details(["就绪检查"], top_k=1)
         except Exception as exc:  # the model is loaded but cannot answer: not ready, and say why
@@ -219,7 +223,7 @@ def create_app(
         return {
             "version": current.version,
             "trained_at": m.get("created"),
-            "loaded_at": current.loaded_at,
+            "loaded_at": datetime.fromtimestamp(current.loaded_at, UTC),
             "training_rows": (m.get("data") or {}).get("rows_used"),
             "targets": {
                 t: {"labels": current.model.classes(t), "threshold": current.thresholds[t],
@@ -258,8 +262,9 @@ def create_app(
                 reason = f"{type(exc).__name__}: {exc}"
                 request.scope["hotline"]["reload_error"] = reason
                 version = old.version if old else None
-                return JSONResponse({"reloaded": False, "version": version, "previous_version": version,
-                                     "detail": f"reload failed, still serving {version}: {reason}"}, 409)
+                body = ReloadResponse(reloaded=False, version=version, previous_version=version,
+                                      detail=f"reload failed, still serving {version}: {reason}")
+                return JSONResponse(body.model_dump(mode="json"), 409)
             metrics.reloads.labels("ok").inc()
             metrics.set_model(new.version)
             request.scope["hotline"]["model_version"] = new.version

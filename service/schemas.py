@@ -1,13 +1,50 @@
-"""Request and response bodies of every route (pydantic), with their bounds and documentation."""
+"""Request and response bodies of every route (pydantic), with their bounds and documentation.
+
+Every response body is a ``ResponseBody``: an optional part is absent, never null, in the JSON and in the
+OpenAPI schema alike (``routing`` on a model without routing, a routing's ``reason``, a place's ``town``).  Times
+are ISO 8601 with a time zone.
+"""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from classifier.model import MAX_PLACE_HINT
 from live.log import MAX_CORRECTIONS_PER_BATCH
 from live.schema import MAX_CASE_ID, MAX_LABEL, MAX_TARGET
 from service.settings import MAX_TOP_K
+
+
+# -- response bodies: optional parts absent, not null -----------------------------------------------------------
+def _optional_is_absent(schema: dict[str, Any], cls: Any = None) -> None:
+    """In a response body's JSON schema, a property that may be left out is not also nullable."""
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        any_of = prop.get("anyOf")
+        if any_of and {"type": "null"} in any_of:
+            rest = [s for s in any_of if s != {"type": "null"}]
+            del prop["anyOf"]
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class ResponseBody(BaseModel):
+    """A response: fields that are None are left out of the JSON (and are not nullable in the schema)."""
+
+    model_config = ConfigDict(json_schema_extra=_optional_is_absent)
+
+    # no return annotation: the JSON schema in serialization mode stays the model's own
+    @model_serializer(mode="wrap")
+    def _leave_out_none(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
 
 # -- request and response models ------------------------------------------------------------------------------
 TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K, description="how many ranked labels per target")]
@@ -56,18 +93,18 @@ class BatchRequest(BaseModel):
     targets: TargetNames = None
 
 
-class Alternative(BaseModel):
+class Alternative(ResponseBody):
     label: str
     score: float
 
 
-class ExplanationTerm(BaseModel):
+class ExplanationTerm(ResponseBody):
     term: str
     kind: str = Field(description="word, char, lead word or lead char (lead: among the text's first characters)")
     weight: float
 
 
-class TargetPrediction(BaseModel):
+class TargetPrediction(ResponseBody):
     model_config = ConfigDict(extra="allow")
 
     label: str
@@ -76,18 +113,57 @@ class TargetPrediction(BaseModel):
     needs_review: bool = Field(description="score is under the threshold")
     alternatives: list[Alternative]
     # absent unless asked for ("explain": true), as in `hotline predict --json`: one shape for both
-    explanation: list[ExplanationTerm] | None = Field(default=None, exclude_if=lambda v: v is None)
+    explanation: list[ExplanationTerm] | None = Field(default=None, description="the terms behind the label; "
+                                                      "only when asked for (\"explain\": true)")
 
 
-class Prediction(BaseModel):
+class RoutingPlace(ResponseBody):
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(default=None, description="the place the agency was looked up for (a town or a "
+                             "county); absent when none was decided")
+    level: str = Field(description="town, county, city or unknown")
+    city: str | None = Field(default=None, description="the prefecture city, when known")
+    county: str | None = Field(default=None, description="the county-level division, when known")
+    town: str | None = Field(default=None, description="the town, township or street office, when known")
+    score: float = Field(description="how sure the place is: the share of the place evidence that agrees (1.0 when "
+                         "the text names it), or the county model's probability for a guess")
+    mentions: list[str] = Field(default_factory=list, description="the place names found in the text")
+    ambiguous: list[str] = Field(default_factory=list, description="names found in several places that nothing "
+                                 "else in the text settled")
+    source: str = Field(description="where the place came from: gazetteer (named in the text), hint (the request's "
+                        "place hint) or model (guessed by the county model)")
+
+
+class RoutingFunction(ResponseBody):
+    model_config = ConfigDict(extra="allow")
+
+    label: str = Field(description="the agency function asked for (traffic_police, housing, town_gov, ...)")
+    score: float = Field(description="its probability")
+
+
+class Routing(ResponseBody):
+    """How a routing model chose the agency: from the place and the function through the directory, or from the
+    flat agency model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: Literal["directory", "flat"] = Field(description="directory: the agency was looked up by place and "
+                                               "function; flat: the flat agency model answered")
+    place: RoutingPlace
+    function: RoutingFunction
+    reason: str | None = Field(default=None, description="why the routing was not straightforward (a guessed "
+                               "place, an unusable hint, no such agency in the directory); absent when it was")
+
+
+class Prediction(ResponseBody):
     # a routing wrapper (jurisdiction routing) adds keys to each result: they pass through
     model_config = ConfigDict(extra="allow")
 
     targets: dict[str, TargetPrediction]
     needs_review: bool = Field(description="true when any target's score is under its threshold")
-    routing: dict[str, Any] | None = Field(default=None, exclude_if=lambda v: v is None,
-                                           description="how the agency was routed; present only when the model "
-                                           "is a routing model")
+    routing: Routing | None = Field(default=None, description="how the agency was routed; present only when the "
+                                    "model is a routing model")
 
 
 class PredictResponse(Prediction):
@@ -95,29 +171,29 @@ class PredictResponse(Prediction):
     request_id: str
 
 
-class ItemError(BaseModel):
+class ItemError(ResponseBody):
     type: str
     message: str
 
 
-class BatchResult(BaseModel):
+class BatchResult(ResponseBody):
     id: str
     prediction: Prediction | None = None
     error: ItemError | None = None
 
 
-class BatchResponse(BaseModel):
+class BatchResponse(ResponseBody):
     model_version: str
     request_id: str
     results: list[BatchResult]
     failed: int = Field(description="how many items have an error instead of a prediction")
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(ResponseBody):
     status: Literal["ok"]
 
 
-class ReadyResponse(BaseModel):
+class ReadyResponse(ResponseBody):
     ready: bool
     model_version: str | None = None
     detail: str | None = None
@@ -126,7 +202,7 @@ class ReadyResponse(BaseModel):
                                                            "on) and corrections get 503")
 
 
-class HeadInfo(BaseModel):
+class HeadInfo(ResponseBody):
     kind: Literal["fused", "svm"] = Field(description="fused: word-block SVM + char-block SVM + naive Bayes "
                                           "with fitted view weights; svm: one linear SVM with a temperature")
     classes: int
@@ -137,7 +213,7 @@ class HeadInfo(BaseModel):
                                       "for models saved before it was recorded")
 
 
-class TargetInfo(BaseModel):
+class TargetInfo(ResponseBody):
     labels: list[str]
     threshold: float
     metrics: dict[str, float] = Field(description="hold-out metrics from training (accuracy, macro_f1, ...)")
@@ -145,36 +221,37 @@ class TargetInfo(BaseModel):
                                   "probabilities (a routed agency is computed from its heads and the directory)")
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(ResponseBody):
     version: str
-    trained_at: str | None
-    loaded_at: float
-    training_rows: int | None
+    trained_at: AwareDatetime | None = Field(default=None, description="when the version was trained (ISO 8601)")
+    loaded_at: AwareDatetime = Field(description="when this process loaded it (ISO 8601)")
+    training_rows: int | None = Field(default=None, description="rows the version was trained on")
     targets: dict[str, TargetInfo]
     max_text_length: int
     max_batch_size: int
     max_top_k: int
-    default_place: str | None = Field(description="the place hint used when a request sends none "
-                                      "(HOTLINE_DEFAULT_PLACE)")
-    routing: dict[str, Any] | None = Field(description="a routing model's directory and how it decides (agencies, "
-                                           "category-function pairs, the county guesses' calibration); null for "
-                                           "a model without routing")
+    default_place: str | None = Field(default=None, description="the place hint used when a request sends none "
+                                      "(HOTLINE_DEFAULT_PLACE); absent when there is none")
+    routing: dict[str, Any] | None = Field(default=None, description="a routing model's directory and how it "
+                                           "decides (agencies, category-function pairs, the county guesses' "
+                                           "calibration); absent for a model without routing")
 
 
-class ReloadResponse(BaseModel):
+class ReloadResponse(ResponseBody):
     reloaded: bool
-    version: str | None
-    previous_version: str | None
-    detail: str | None = None
+    version: str | None = Field(default=None, description="the version serving now")
+    previous_version: str | None = Field(default=None, description="the version that served before; absent when "
+                                         "none did")
+    detail: str | None = Field(default=None, description="why a reload failed")
 
 
-class FieldError(BaseModel):
+class FieldError(ResponseBody):
     loc: list[str | int]
     msg: str
     type: str
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(ResponseBody):
     detail: str
     errors: list[FieldError] | None = None
 
@@ -215,7 +292,7 @@ class CorrectionBatchRequest(BaseModel):
     items: list[CorrectionRequest] = Field(min_length=1, max_length=MAX_CORRECTIONS_PER_BATCH)
 
 
-class CorrectionResponse(BaseModel):
+class CorrectionResponse(ResponseBody):
     case_id: str
     status: CorrectionStatus = Field(description="stored (new), replaced (this source had said otherwise: the "
                                      "old label is kept in the history) or unchanged (the same correction again)")
@@ -225,13 +302,13 @@ class CorrectionResponse(BaseModel):
     case_seen: bool = Field(description="the service predicted this case (false: known from the correction's text)")
 
 
-class CorrectionBatchResult(BaseModel):
+class CorrectionBatchResult(ResponseBody):
     case_id: str
     result: CorrectionResponse | None = Field(default=None, exclude_if=lambda v: v is None)
     error: ItemError | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
-class CorrectionBatchResponse(BaseModel):
+class CorrectionBatchResponse(ResponseBody):
     results: list[CorrectionBatchResult]
     stored: int
     replaced: int
@@ -239,11 +316,12 @@ class CorrectionBatchResponse(BaseModel):
     failed: int
 
 
-class QualityResponse(BaseModel):
+class QualityResponse(ResponseBody):
     model_config = ConfigDict(extra="allow")
 
     generated_at: str
-    serving_version: str | None
+    serving_version: str | None = Field(default=None, description="the version serving now; absent before a model "
+                                        "loads")
     windows: dict[str, Any] = Field(description="per window (\"7d\", \"30d\"): since, and per model version its "
                                     "decisions, review rate, unseen-token share and per target predictions, "
                                     "review_rate, labeled, accuracy (auto / review), new_label_share, label_psi")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -230,7 +231,7 @@ def test_batch_keeps_order_and_ids_and_equals_single_predictions(client):
             assert res["prediction"]["targets"][target]["label"] == single["targets"][target]["label"]
             assert res["prediction"]["targets"][target]["score"] == pytest.approx(
                 single["targets"][target]["score"], abs=1e-5)
-        assert res["error"] is None
+        assert "error" not in res  # absent, not null
     expected = {f"c{i}": c for i, (_, c, _) in enumerate(TINY_CASES)}
     assert sum(res["prediction"]["targets"]["category"]["label"] == expected[res["id"]]
                for res in body["results"]) == len(items)
@@ -245,7 +246,7 @@ def test_one_bad_item_fails_alone_with_its_reason(store):
     assert body["failed"] == 2
     assert results["ok-1"]["prediction"]["targets"]["category"]["label"] == "交通秩序"
     assert results["ok-2"]["prediction"]["targets"]["category"]["label"] == "供暖供热"
-    assert results["blank"]["prediction"] is None
+    assert "prediction" not in results["blank"]
     assert results["blank"]["error"] == {"type": "empty_text", "message": "item 'blank': text is empty or "
                                          "whitespace only; send the complaint's text"}
     assert results["long"]["error"] == {"type": "text_too_long",
@@ -300,19 +301,21 @@ def test_batch_over_the_limit_is_refused_with_the_limit(store):
 # -- health, ready, model, metrics --------------------------------------------------------------------------------
 def test_health_ready_and_model(client, store, tiny_model):
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"ready": True, "model_version": store[1], "detail": None,
-                                           "decision_log": "ok"}
+    assert client.get("/ready").json() == {"ready": True, "model_version": store[1], "decision_log": "ok"}
     info = client.get("/model").json()
     assert info["version"] == store[1]
-    assert info["trained_at"] == store[0].manifest(store[1])["created"]
+    trained = dt.datetime.fromisoformat(store[0].manifest(store[1])["created"])
+    assert dt.datetime.fromisoformat(info["trained_at"]) == trained  # ISO 8601, as every time
+    loaded = dt.datetime.fromisoformat(info["loaded_at"])
+    assert loaded.tzinfo is not None and abs((dt.datetime.now(dt.UTC) - loaded).total_seconds()) < 600
     assert info["targets"]["category"]["labels"] == tiny_model.classes("category")
     assert info["targets"]["agency"]["labels"] == tiny_model.classes("agency")
     assert info["targets"]["agency"]["threshold"] == 0.5
     assert info["max_batch_size"] == 1000 and info["max_top_k"] == 50
-    assert info["routing"] is None  # the tiny model does not route
+    assert "routing" not in info and "default_place" not in info  # the tiny model does not route: absent
     # the tiny model's classes have a handful of cases each: one SVM with its temperature per target
     head = info["targets"]["category"]["head"]
-    assert head["kind"] == "svm" and head["fusion_weights"] is None
+    assert head["kind"] == "svm" and "fusion_weights" not in head
     assert head["temperature"] == pytest.approx(tiny_model.heads_["category"].temperature_, abs=1e-6)
     assert head["classes"] == len(tiny_model.classes("category"))
     assert head["features_used"] == tiny_model.heads_["category"].describe()["features_used"] > 0
@@ -340,7 +343,7 @@ def test_ready_is_503_when_no_model_is_loaded(store):
     client = TestClient(app)  # no `with`: the lifespan does not run, nothing is loaded
     r = client.get("/ready")
     assert r.status_code == 503
-    assert r.json() == {"ready": False, "model_version": None, "detail": "no model loaded", "decision_log": "off"}
+    assert r.json() == {"ready": False, "detail": "no model loaded", "decision_log": "off"}
     r = client.post("/predict", json={"text": TRAFFIC})
     assert r.status_code == 503
     assert r.json()["detail"] == "no model is loaded yet; retry shortly"
@@ -439,7 +442,7 @@ def test_admin_reload_swaps_in_the_current_version(two_version_store):
         store.promote(v2)
         r = c.post("/admin/reload", headers={"x-api-key": ADMIN_KEY})
         assert r.status_code == 200
-        assert r.json() == {"reloaded": True, "version": v2, "previous_version": v1, "detail": None}
+        assert r.json() == {"reloaded": True, "version": v2, "previous_version": v1}
         assert c.post("/predict", json={"text": TRAFFIC}).json()["model_version"] == v2
         assert c.get("/model").json()["version"] == v2
         assert f'hotline_model_info{{version="{v2}"}} 1.0' in c.get("/metrics").text
@@ -508,8 +511,14 @@ class RoutingWrapper:
 
     def predict_details(self, texts: list[str], **kw: Any) -> list[dict[str, Any]]:
         results = self.inner.predict_details(texts, **kw)
-        return [{**r, "routing": {"path": "directory", "place": "兴庆区", "function": "交通"}, "route_note": 1}
-                for r in results]
+        return [{**r, "routing": ROUTED, "route_note": 1} for r in results]
+
+
+# the routing object's documented shape (service.schemas.Routing), with a key a newer router may add
+ROUTED = {"path": "directory", "place": {"name": "兴庆区", "level": "county", "city": "银川市", "county": "兴庆区",
+                                         "town": None, "score": 1.0, "mentions": ["兴庆区"], "ambiguous": [],
+                                         "source": "gazetteer"},
+          "function": {"label": "traffic_police", "score": 0.9}, "reason": None, "checked": True}
 
 
 def test_routing_keys_pass_through(tiny_model):
@@ -518,7 +527,9 @@ def test_routing_keys_pass_through(tiny_model):
                          "agency": 0.5}, max_text_length=10_000)
     with TestClient(create_app(ServiceSettings(), loaded=loaded)) as c:
         body = c.post("/predict", json={"text": TRAFFIC}).json()
-        assert body["routing"] == {"path": "directory", "place": "兴庆区", "function": "交通"}
+        place = {k: v for k, v in ROUTED["place"].items() if v is not None}  # absent, not null
+        assert body["routing"] == {"path": "directory", "place": place, "function": ROUTED["function"],
+                                   "checked": True}
         assert body["route_note"] == 1
         assert body["targets"]["agency"]["label"] == "兴庆区交警一大队"
         assert body["model_version"] == "routing-v1"
@@ -637,7 +648,7 @@ def test_an_item_the_model_refuses_fails_alone(tiny_model):
         items = [{"id": "a", "text": TRAFFIC}, {"id": "b", "text": "乱码乱码"}, {"id": "c", "text": TINY_CASES[9][0]}]
         body = c.post("/predict/batch", json={"items": items}).json()
         assert body["failed"] == 1
-        assert [r["error"] for r in body["results"]] == [
+        assert [r.get("error") for r in body["results"]] == [  # absent where there is none
             None, {"type": "invalid_text", "message": "item 'b': text #0 is unreadable"}, None]
         assert body["results"][2]["prediction"]["targets"]["category"]["label"] == "供暖供热"
         r = c.post("/predict", json={"text": "乱码"})
@@ -815,7 +826,7 @@ def test_a_default_place_routes_requests_that_send_none(demo_store):
     assert batch["results"][0]["prediction"]["targets"]["agency"]["label"] == "隆德县交通运输局"
     with make_client(demo_store) as c:
         info = c.get("/model").json()
-    assert info["default_place"] is None
+    assert "default_place" not in info
     routing = info["routing"]  # the demo model routes: its directory and how it decides
     summary = demo_store.manifest(demo_store.current())["data"]["directory"]
     assert routing["agencies"] == 575 and routing["sha256"] == summary["sha256"]

@@ -152,7 +152,7 @@ def format_prediction(result: dict[str, Any]) -> str:
     routing = result.get("routing")
     if routing:
         place, fn = routing["place"], routing["function"]
-        lines.append(f"routing: {routing['path']} (place {place['name'] or 'unknown'}, "
+        lines.append(f"routing: {routing['path']} (place {place.get('name') or 'unknown'}, "
                      f"function {fn['label']} {fn['score']:.2f})")
     if result.get("needs_review"):
         lines.append("needs review: a score is under its threshold")

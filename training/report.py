@@ -891,7 +891,7 @@ def add_command(sub: Any) -> None:
                        description="Evaluate a stored model on labeled cases and write report.html, report.json, "
                                    "model_card.md and tables/*.csv|json to --out.")
     p.add_argument("--model", default="current", help="model version (default: the current one)")
-    p.add_argument("--data", type=Path, required=True, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet")
+    p.add_argument("--data", type=Path, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet")
     p.add_argument("--text", default="text", help="column holding the complaint text (default: text)")
     p.add_argument("--category", help="column holding the category label")
     p.add_argument("--agency", help="column holding the agency label")
@@ -909,6 +909,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--top-n", type=int, default=25, help="classes shown in a heatmap before grouping the rest")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _store_arg(p)
+    from .live_report import add_live_arguments
+
+    add_live_arguments(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -916,7 +919,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from classifier.errors import ConfigError
 
     from .cli import _print_json, _store, parse_targets
+    from .live_report import cmd_live_report, refuse_live_options
 
+    if args.live:
+        return cmd_live_report(args)
+    refuse_live_options(args)
+    if args.data is None:
+        raise ConfigError("--data is required: the labeled cases to evaluate on (or --live --since DATE: the "
+                          "served model's quality from the decision log)")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.top_n < 2:

@@ -272,3 +272,27 @@ def test_dates_are_read_in_the_given_zone_and_until_includes_its_day():
     assert parse_when("2026-11-05", shanghai, end_of_day=True) == datetime(2026, 11, 5, 16, tzinfo=UTC)
     assert parse_when("2026-11-05T08:30+00:00", shanghai) == datetime(2026, 11, 5, 8, 30, tzinfo=UTC)
     assert parse_when("2026-11-05 08:30", time_zone("+08:00")) == datetime(2026, 11, 5, 0, 30, tzinfo=UTC)
+
+
+def test_exported_cases_train_a_model(tmp_path, capsys):
+    """The export is `hotline train`'s input as it is: masked text, final labels, extra columns ignored."""
+    from tests.conftest import TINY_CASES, tiny_config
+    from training.train import train
+
+    decision_log = DecisionLog(f"sqlite:///{tmp_path / 'd.sqlite'}", store_texts=True)
+    when = datetime(2026, 11, 3, tzinfo=UTC)
+    decision_log.write_decisions([
+        Decision(case_id=f"T{i}", request_id=f"r{i}", model_version="v1", needs_review=False,
+                 labels=(TargetDecision("category", "交通秩序", 0.5, False),), created_at=when, text=text)
+        for i, (text, _, _) in enumerate(TINY_CASES)])
+    decision_log.add_corrections([Correction(f"T{i}", {"category": c, "agency": a}, "dispatcher")
+                                  for i, (_, c, a) in enumerate(TINY_CASES)],
+                                 {"category": set(CATEGORIES), "agency": set(AGENCIES)})
+    out_file = tmp_path / "cases.csv"
+    code, out, _ = run(["feedback", "export", "--since", "2026-11-01", "--out", out_file, "--log",
+                        decision_log.url], capsys)
+    assert code == 0 and "wrote 12 labeled cases" in out and "no text" not in out
+    model = train(out_file, text="text", targets={"category": "category", "agency": "agency"}, config=tiny_config(),
+                  progress=False)
+    predicted = model.predict_details([TINY_CASES[6][0]])[0]
+    assert predicted["category"]["label"] == "公共交通" and predicted["agency"]["label"] == "同心县交通运输局"

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import DateTime, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from live.drift import population_stability_index
 from live.log import DecisionLog, utc_now
@@ -74,6 +76,31 @@ class DecisionCount:
     since: tuple[tuple[int, int, int, int], ...]
 
 
+class _in_scan(FunctionElement[datetime]):
+    """A time column as a condition of the scan only: on SQLite ``+created_at`` (the no-op unary plus), which keeps
+    the planner from answering the window's range through ``ix_*_created_at`` (table reads and a sort of every
+    row of the window: 13 s instead of 3 at a million decisions once the period has an end) rather than
+    streaming the covering index in GROUP BY order; elsewhere the column itself."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(_in_scan)
+def _in_scan_default(element: _in_scan, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_in_scan, "sqlite")
+def _in_scan_sqlite(element: _in_scan, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
+
+
+def _period(col: Any, start: datetime, until: datetime | None) -> list[Any]:
+    scanned = _in_scan(col)
+    return [scanned >= start] + ([scanned < until] if until is not None else [])
+
+
 def _count_since(col: Any, starts: Sequence[datetime]) -> list[Any]:
     """Per later start: how many rows are at or after it (the first start bounds the scan)."""
     return [func.sum(case((col >= s, 1), else_=0)) for s in starts[1:]]
@@ -91,7 +118,7 @@ def prediction_counts(decision_log: DecisionLog, starts: Sequence[datetime],
         raise ValueError(f"starts must be given oldest first, without repeats, got {starts}")
     p = predictions.c
     keys = [p.model_version, p.target, p.label, p.needs_review, p.truth_known, p.truth, p.truth_source]
-    cond = [p.created_at >= starts[0]] + ([p.created_at < until] if until is not None else [])
+    cond = _period(p.created_at, starts[0], until)
     query = select(*keys, func.count(), *_count_since(p.created_at, starts)).where(*cond).group_by(*keys)
     try:
         with decision_log.engine.connect() as conn:
@@ -118,7 +145,7 @@ def decision_counts(decision_log: DecisionLog, starts: Sequence[datetime],
         cols += [func.sum(case((d.created_at >= s, 1), else_=0)), func.sum(case((d.created_at >= s, d.n_tokens))),
                  func.sum(case((d.created_at >= s, d.n_unseen))), func.sum(case((d.created_at >= s, sampled),
                                                                                else_=0))]
-    cond = [d.created_at >= starts[0]] + ([d.created_at < until] if until is not None else [])
+    cond = _period(d.created_at, starts[0], until)
     query = select(*keys, *cols).where(*cond).group_by(*keys).order_by(*keys)
     try:
         with decision_log.engine.connect() as conn:

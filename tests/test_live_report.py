@@ -200,3 +200,38 @@ def test_bad_options_are_clear_errors(store, tmp_path, capsys, args, message):
     assert code == 2
     assert re.search(message, err), err
     assert "secret" not in err
+
+
+def test_the_report_on_postgresql_equals_the_count():
+    """The same log in PostgreSQL (the CI server; a schema of this test's own): migrations 0001-0003, the scans
+    and the report's numbers as on SQLite."""
+    import secrets
+
+    from sqlalchemy import create_engine
+
+    from tests.postgres_support import system_url
+
+    base = system_url()
+    schema = f"live_report_{secrets.token_hex(4)}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
+    try:
+        decision_log = DecisionLog(url)
+        s = scenario()
+        fill(decision_log, s)
+        r = live_report(decision_log, SINCE, UNTIL, mixes={V1: MIX}, tz=time_zone("UTC"))
+        decision_log.close()
+        for target in ("category", "agency"):
+            want = direct_counts(s, target)
+            h = r.headline[target]
+            assert (h["predictions"], h["labeled"], h["right"], h["auto_right"]) == (
+                want["predictions"], want["labeled"], want["right"], want["auto_right"])
+            assert list(r.weekly[target]["predictions"]) == [14, 14, 14, 14]
+        assert r.new_labels["agency"]["label"].tolist() == [NEW_AGENCY]
+        assert r.versions[V1]["targets"]["agency"]["label_psi"] > 0.1
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,4 @@ def _iso(value: Any) -> str | None:
         return None
     if isinstance(value, str):  # SQLite without type information (an aggregate)
         value = datetime.fromisoformat(value)
-    from datetime import UTC
-
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()

@@ -30,7 +30,7 @@ from sqlalchemy import (
 __all__ = ["metadata", "decisions", "predictions", "corrections", "correction_history", "SCHEMA_REVISION",
            "SOURCES", "MAX_CASE_ID", "MAX_LABEL", "MAX_TARGET"]
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 SOURCES = ("dispatcher", "agency_return", "audit")  # who corrected a case
 MAX_CASE_ID = 200
 MAX_LABEL = 200
@@ -56,6 +56,8 @@ decisions = Table(
     Column("text", Text),                      # masked text, only with HOTLINE_DECISION_LOG_TEXTS
     Index("ix_decisions_case_id", "case_id"),
     Index("ix_decisions_created_at", "created_at"),
+    # live quality's scan (``live.quality.decision_counts``): grouped in index order, no table reads
+    Index("ix_decisions_quality", "model_version", "needs_review", "created_at", "n_tokens", "n_unseen"),
 )
 
 predictions = Table(
@@ -74,6 +76,10 @@ predictions = Table(
     Column("truth_known", Boolean),              # was the corrected label one the model knows
     Index("ix_predictions_created_at", "created_at"),
     Index("ix_predictions_case_target", "case_id", "target"),
+    # live quality's scan (``live.quality.prediction_counts``): its GROUP BY in index order, so SQLite streams
+    # it instead of sorting every prediction of the window
+    Index("ix_predictions_quality", "model_version", "target", "label", "needs_review", "truth_known", "truth",
+          "truth_source", "created_at"),
 )
 
 corrections = Table(

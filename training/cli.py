@@ -260,7 +260,7 @@ def _optional_commands() -> Iterable[Callable[[Any], None]]:
     """Commands that live in their own modules (serve, report, tune, learning-curve); each offers ``add_command``."""
     import importlib
 
-    for module in ("serve", "training.report_cli", "training.tune", "training.curve"):
+    for module in ("serve", "training.report_cli", "training.tune", "training.curve", "training.feedback_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

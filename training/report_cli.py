@@ -22,7 +22,8 @@ def add_command(sub: Any) -> None:
     from .cli import add_model_option
 
     add_model_option(p)
-    p.add_argument("--data", type=Path, required=True, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet")
+    p.add_argument("--data", type=Path, help="labeled cases: CSV (UTF-8/GBK), XLSX, JSONL, Parquet (required unless "
+                   "--live)")
     p.add_argument("--text", default="text", help="column holding the complaint text (default: text)")
     p.add_argument("--category", help="column holding the category label")
     p.add_argument("--agency", help="column holding the agency label")
@@ -42,6 +43,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _store_arg(p)
+    from .live_report import add_live_arguments
+
+    add_live_arguments(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -50,7 +54,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from classifier.progress import progress_default
 
     from .cli import _print_json, _store, parse_targets
+    from .live_report import cmd_live_report, refuse_live_options
 
+    if args.live:
+        return cmd_live_report(args)
+    refuse_live_options(args)
+    if args.data is None:
+        raise ConfigError("--data is required: the labeled cases to evaluate on (or --live --since DATE: the "
+                          "served model's quality from the decision log)")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.top_n < 2:

@@ -34,15 +34,20 @@ log = logging.getLogger("hotline.serve")
 _MIXES: dict[str, dict[str, dict[str, float]]] = {}  # a version's training mix: its manifest never changes
 
 
-def _mixes(settings: ServiceSettings, current: LoadedModel | None, versions: list[str]) -> dict[str, Any]:
-    store = ModelStore(settings.model_store)
+def _mixes(settings: ServiceSettings, current: LoadedModel | None) -> dict[str, Any]:
+    """Every stored version's training label mix (read once per version: a manifest never changes)."""
     if current is not None:
         _MIXES.setdefault(current.version, training_mix(current.manifest))
+    store = ModelStore(settings.model_store)
+    try:
+        versions = store.versions()
+    except Exception:  # an unreadable store: PSI only for the serving version
+        versions = []
     for v in versions:
         if v not in _MIXES:
             try:
                 _MIXES[v] = training_mix(store.manifest(v))
-            except Exception:  # a version deleted from the store: no PSI for it
+            except Exception:  # a damaged or refused version: no PSI for it
                 _MIXES[v] = {}
     return _MIXES
 
@@ -52,13 +57,9 @@ def compute_quality(recorder: DecisionRecorder, settings: ServiceSettings,
     if recorder.log is None:
         raise DecisionLogError("the decision log is off (HOTLINE_DECISION_LOG=false)")
     recorder.ensure_schema()
-    first = live_quality(recorder.log, windows=settings.quality_windows)
-    versions = sorted({v for w in first["windows"].values() for v in w["versions"]})
-    mixes = _mixes(settings, current, versions)
-    if any(mixes.get(v) for v in versions):
-        first = live_quality(recorder.log, windows=settings.quality_windows, mixes=mixes)
-    first["serving_version"] = current.version if current is not None else None
-    return first
+    result = live_quality(recorder.log, windows=settings.quality_windows, mixes=_mixes(settings, current))
+    result["serving_version"] = current.version if current is not None else None
+    return result
 
 
 def quality_router(recorder: DecisionRecorder, settings: ServiceSettings, serving_model: Callable[..., Any],

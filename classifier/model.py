@@ -638,7 +638,8 @@ class ComplaintClassifier(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_names_cache", None)
-        state.pop("_plans", None)  # RoutedClassifier's per-place lookup cache, rebuilt on use
+        state.pop("_plans", None)  # RoutedClassifier's per-place lookup caches, rebuilt on use
+        state.pop("_agency_places_cache", None)
         return state
 
 
@@ -647,14 +648,17 @@ def prediction_record(
     default_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """The one external shape of a prediction, used by ``hotline predict --json`` and the service:
-    ``{"targets": {name: {label, score, alternatives, threshold, needs_review, [explanation]}},
+    ``{"targets": {name: {label, score, alternatives, threshold, needs_review, [review_reason], [explanation]}},
     "needs_review", ...}`` with any other key of ``result`` (``routing``) passed through.  An optional part is
-    absent rather than null (a routing's ``reason``, a place's ``town`` when there is none)."""
+    absent rather than null (a routing's ``reason``, a place's ``town`` when there is none).  A target needs
+    review when its score is under its threshold, or when the model says why it must whatever the score
+    (``review_reason``: a routed agency whose place the text and the hint do not decide)."""
     out: dict[str, Any] = {"targets": {}}
     for key, value in result.items():
         if key in targets and isinstance(value, dict):
             t = (thresholds or {}).get(key, default_threshold)
-            out["targets"][key] = {**value, "threshold": t, "needs_review": value["score"] < t}
+            out["targets"][key] = {**value, "threshold": t,
+                                   "needs_review": value["score"] < t or "review_reason" in value}
         else:
             out[key] = _without_nulls(value)  # needs_review, routing, and whatever a wrapper adds
     return out

@@ -14,8 +14,18 @@ head (trained on the county of every case's agency) proposes the counties, kept 
 The county head is only asked about texts that name no place, so its temperature is fitted on out-of-fold
 scores of exactly those training cases (it learned from all of them, most of which name their place and are
 easy): a county guessed from a topic alone then has the low score it deserves and asks for review.
-When there is no county head, or the directory has no entry, the flat agency model decides alone.  Each result
-says which path it took under ``"routing"`` (``place.source``: "gazetteer" or "model").
+When there is no county head, or the directory has no entry, the flat agency model decides alone.
+
+A routed agency's score is the probability that it is right, so no agency of the directory may score more
+than the confidence in its place times the confidence in its function: ``P(agency) <= P(place) * P(f)``, with
+P(place) the resolver's share of the evidence for a named county (the rest for any other county), the county
+model's probability for a guessed one.  The flat model's share cannot lift an agency above that (the mass
+capped away is given to no one: a row may sum to less than 1).  And a place the text and the hint do not
+decide asks for review whatever the score (``review_reason``): the county model learned the training corpus's
+topic-county correlations, which real complaints do not have, unless its guesses were checked on real
+held-out cases (``check_place_guesses``).  Each result says which path produced its answer under
+``"routing"``: the answer's county and function, and where the place came from (``place.source``:
+"gazetteer", "hint", "model" or "none").
 
 When the model also has a ``category`` head, category and function are decided together: the pairs seen in
 training (a category and the function of its case's agency) are compatible, and
@@ -149,6 +159,7 @@ class RoutedClassifier(ComplaintClassifier):
         known = directory.agencies
         counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
         self.heads_.pop(COUNTY, None)
+        self.__dict__.pop("_agency_places_cache", None)
         self.resolver_ = directory.resolver()
         county_calibration = None
         if len(set(counties)) >= 2:
@@ -340,30 +351,38 @@ class RoutedClassifier(ComplaintClassifier):
             row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
             result: dict[str, Any] = {}
             review = False
+            if routes[i]:
+                routes[i] = self._settle_route(routes[i], ranked[AGENCY][i]["label"])
             for t in names:
                 entry = ranked[t][i]
                 if explain and t == AGENCY:
                     entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
                 elif explain:
                     entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
-                result[t] = entry
                 threshold = (thresholds or {}).get(t, self.review_threshold)
+                if t == AGENCY:
+                    why = self._review_reason(routes[i], threshold)
+                    if why is not None:
+                        entry["review_reason"] = why
+                        review = True
+                result[t] = entry
                 review = review or entry["score"] < threshold
             result["needs_review"] = review
-            route = routes[i]
-            if route:
-                label = result[AGENCY]["label"]
-                if route["path"] == "directory" and label not in route.pop("_mapped"):
-                    route["path"], route["reason"] = "flat", "the flat model outweighed the directory's candidates"
-                route.pop("_mapped", None)
-                result["routing"] = route
+            if routes[i]:
+                result["routing"] = routes[i]
             results.append(result)
         return results
 
     def _route(self, texts: Sequence[str], X: sp.csr_matrix, pf: np.ndarray,
                hints: Sequence[str | None] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record, from
-        the function probabilities ``pf`` (``_joint``) and the place hints (``check_places``)."""
+        """Routed agency probabilities (n_texts x len(agency_classes_)) and each text's routing record (to be
+        settled on the answer by ``_settle_route``), from the function probabilities ``pf`` (``_joint``) and
+        the place hints (``check_places``).
+
+        Every directory agency's probability is capped at the confidence in its place times the confidence in
+        its function (``_place_confidence``): the flat model's share (the place's doubt, functions the directory
+        cannot place) may not lift an agency above what its place and function support.  The mass capped away
+        is not handed to another agency: a row then sums to less than 1."""
         fn_head = self.heads_[FUNCTION]
         flat = self.heads_[AGENCY].predict_proba(X)
         county_head = self.heads_.get(COUNTY)
@@ -371,7 +390,6 @@ class RoutedClassifier(ComplaintClassifier):
         P = np.zeros((len(texts), len(self.agency_classes_)), dtype=np.float64)
         P[:, self._flat_cols_] = flat
         routes = []
-        directory = self._directory()
         for i, text in enumerate(texts):
             place = self.resolver_.resolve(text)
             source, note = "gazetteer", None
@@ -387,29 +405,29 @@ class RoutedClassifier(ComplaintClassifier):
                 else:
                     note = f"the place hint {hint!r} names no county or town of the directory"
             top = int(np.argmax(pf[i]))
-            fn = str(fn_head.classes_[top])
+            named = {**_place_dict(place), "source": source if place.county is not None else "none"}
             route: dict[str, Any] = {
                 "path": "flat",
-                "place": {**_place_dict(place), "source": source},
-                "function": {"label": fn, "score": round(float(pf[i, top]), 6)},
+                "place": named,
+                "function": {"label": str(fn_head.classes_[top]), "score": round(float(pf[i, top]), 6)},
                 "reason": note,
+                "_named": named,
+                "_pf": pf[i],
             }
             flat_row = P[i].copy()
+            guesses: dict[str, tuple[str | None, float]] = {}
             if place.county is not None:
                 weighted = [(place.county, place.town, float(place.score))]
             else:
-                weighted = self._county_guess(place, pc[i] if pc is not None else None)
-                if not weighted:
-                    _add_reason(route, "the text names only a city; agencies are per county" if place.level == "city"
-                                else "no county or town in the text decides the place")
-                    routes.append(route)
-                    continue
-                county, town, w = weighted[0]
-                city = directory.county_city(county)
-                route["place"] = {**route["place"], "name": town or county, "level": "town" if town else "county",
-                                  "city": city, "county": county, "town": town, "score": round(w, 4),
-                                  "source": "model"}
-                _add_reason(route, "the place was not named; the county model inferred it from the text")
+                weighted, guesses = self._county_guess(place, pc[i] if pc is not None else None)
+                route["_guesses"] = guesses
+            caps = self._caps(pf[i], place, guesses)
+            P[i] = np.minimum(P[i], caps)
+            if not weighted:
+                _add_reason(route, "the text names only a city; agencies are per county" if place.level == "city"
+                            else "no county or town in the text decides the place")
+                routes.append(route)
+                continue
             mapped = np.zeros(len(self.agency_classes_), dtype=np.float64)
             mass = 0.0
             for county, town, w in weighted:
@@ -417,26 +435,127 @@ class RoutedClassifier(ComplaintClassifier):
                 mapped += w * m
                 mass += w * ms
             if mass == 0.0:
-                _add_reason(route, f"the directory has no agency for these functions in {route['place']['name']}")
+                where = place.name if place.county is not None else weighted[0][0]
+                _add_reason(route, f"the directory has no agency for these functions in {where}")
                 routes.append(route)
                 continue
-            P[i] = mapped + (1.0 - mass) * flat_row
+            P[i] = np.minimum(mapped + (1.0 - mass) * flat_row, caps)
             route["path"] = "directory"
             route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
-            county, town, _ = weighted[0]
-            if directory.agency_for(fn, county, town) is None:
-                note = (f"{fn} needs a town; spread over {county}'s towns by the flat model"
-                        if fn in directory.town_functions and town is None
-                        else f"the directory has no {fn} agency in {town or county}")
-                _add_reason(route, note)
             routes.append(route)
         return P, routes
 
-    def _county_guess(self, place: PlaceMatch, pc: np.ndarray | None) -> list[tuple[str, str | None, float]]:
+    def _settle_route(self, route: dict[str, Any], label: str) -> dict[str, Any]:
+        """The routing record of the answer ``label``: on the directory path its place is the agency's county
+        (the county model's guess of it, with that county's probability, when the text named none) and its
+        function the agency's function with its probability; otherwise (the flat model answered) the place the
+        text or the hint named, if any, never a guess that produced no answer."""
+        named, pf = route.pop("_named"), route.pop("_pf")
+        guesses: dict[str, tuple[str | None, float]] = route.pop("_guesses", {})
+        mapped: set[str] = route.pop("_mapped", set())
+        directory = self._directory()
+        agency = directory.agencies.get(label)
+        fns = [str(f) for f in self.heads_[FUNCTION].classes_]
+        if route["path"] == "directory" and agency is not None and label in mapped and agency.function in fns:
+            route["function"] = {"label": agency.function, "score": round(float(pf[fns.index(agency.function)]), 6)}
+            if guesses:
+                town, w = guesses[agency.county]
+                route["place"] = {**named, "name": town or agency.county, "level": "town" if town else "county",
+                                  "city": directory.county_city(agency.county), "county": agency.county,
+                                  "town": town, "score": round(w, 4), "source": "model"}
+                _add_reason(route, "the text and the hint leave the place open; the county model chose among "
+                            "its counties" if named["mentions"]
+                            else "the place was not named; the county model inferred it from the text")
+            place = route["place"]
+            if directory.agency_for(agency.function, place["county"], place["town"]) is None:
+                _add_reason(route, f"{agency.function} needs a town; spread over {place['county']}'s towns by "
+                                   "the flat model" if agency.function in directory.town_functions
+                            and place["town"] is None
+                            else f"the directory has no {agency.function} agency in {place['name']}")
+            return route
+        if route["path"] == "directory":
+            route["path"] = "flat"
+            _add_reason(route, "the flat model outweighed the county model's guesses" if guesses
+                        else "the flat model outweighed the directory's candidates")
+        elif guesses:
+            _add_reason(route, "the place was not named; the flat model answered")
+        route["place"] = named
+        return route
+
+    def _review_reason(self, route: dict[str, Any], threshold: float) -> str | None:
+        """Why the routed agency needs review whatever its score: its place was not named in the text or the
+        hint (guessed by the county model, or not decided at all).  None when the place was named, or when
+        county-model guesses were checked on real held-out cases to be right at least as often as
+        ``threshold`` promises (``check_place_guesses``)."""
+        if not route:
+            return None
+        source = route["place"]["source"]
+        if source in ("gazetteer", "hint"):
+            return None
+        if source == "model":
+            check = getattr(self, "place_guess_check_", None)
+            if check is not None and check["trusted"] and threshold >= check["threshold"]:
+                return None
+            return (f"the text and the hint do not decide the county; {route['place']['name']} is the county "
+                    "model's guess, not shown on held-out cases to be as reliable as the threshold says")
+        return "the text and the hint do not decide the county; the flat agency model answered"
+
+    def _caps(self, pf: np.ndarray, place: PlaceMatch, guesses: Mapping[str, tuple[str | None, float]]
+              ) -> np.ndarray:
+        """Each agency's ceiling: the confidence in its place times the confidence in its function (``pf``).
+
+        The place: a named county has the resolver's score ``s`` and every other county ``1 - s`` (a town of
+        the named county other than the named town: the smaller of the two); a guessed county has the county
+        model's probability (0 for a county it did not propose); with neither, 1.  An agency outside the
+        directory has no ceiling."""
+        counties, county_idx, inside, agency_county, agency_fn, agency_town = self._agency_places()
+        if place.county is not None:
+            s = float(place.score)
+            conf = np.full(len(counties), 1.0 - s)
+            conf[county_idx[place.county]] = s
+        elif guesses:
+            conf = np.zeros(len(counties))
+            for county, (_, w) in guesses.items():
+                conf[county_idx[county]] = w
+        else:
+            conf = np.ones(len(counties))
+        fn = np.append(pf, 0.0)  # index -1: a function the function head never saw
+        caps = np.full(len(self.agency_classes_), np.inf)
+        caps[inside] = conf[agency_county] * fn[agency_fn]
+        if place.county is not None and place.town is not None:
+            k = county_idx[place.county]
+            other = inside.copy()
+            other[inside] = (agency_county == k) & (agency_town != None) & (agency_town != place.town)  # noqa: E711
+            caps[other] = min(conf[k], 1.0 - conf[k]) * fn[agency_fn[other[inside]]]
+        return caps
+
+    def _agency_places(self) -> tuple[list[str], dict[str, int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For the agencies of the directory among ``agency_classes_`` (the mask ``inside``): each one's county
+        (index into ``counties``), function (index into the function head's classes, -1 if it never saw it) and
+        town (None for county-level agencies); computed once."""
+        cached = self.__dict__.get("_agency_places_cache")
+        if cached is None:
+            directory = self._directory()
+            counties = directory.counties()
+            county_idx = {c: k for k, c in enumerate(counties)}
+            fns = {str(f): k for k, f in enumerate(self.heads_[FUNCTION].classes_)}
+            agencies = [directory.agencies.get(str(a)) for a in self.agency_classes_]
+            inside = np.array([a is not None for a in agencies], dtype=bool)
+            known = [a for a in agencies if a is not None]
+            cached = (counties, county_idx, inside,
+                      np.array([county_idx[a.county] for a in known], dtype=np.intp),
+                      np.array([fns.get(a.function, -1) for a in known], dtype=np.intp),
+                      np.array([a.town for a in known], dtype=object))
+            self.__dict__["_agency_places_cache"] = cached
+        return cached
+
+    def _county_guess(self, place: PlaceMatch, pc: np.ndarray | None
+                      ) -> tuple[list[tuple[str, str | None, float]], dict[str, tuple[str | None, float]]]:
         """(county, town, weight) from the county model when the text does not name a deciding place, kept to
-        the counties the text leaves open (an ambiguous town's, tied counties, a named city's)."""
+        the counties the text leaves open (an ambiguous town's, tied counties, a named city's); and every
+        county the model could mean with its (town, probability), for the agencies' ceilings."""
         if pc is None:
-            return []
+            return [], {}
         classes = [str(c) for c in self.heads_[COUNTY].classes_]
         directory = self._directory()
         towns: dict[str, str | None] = {}
@@ -458,7 +577,8 @@ class RoutedClassifier(ComplaintClassifier):
         else:
             counties, p, cap = classes, pc, _MAX_COUNTIES
         order = np.argsort(-np.asarray(p), kind="stable")[:cap]
-        return [(counties[j], towns.get(counties[j]), float(p[j])) for j in order if p[j] >= _MIN_WEIGHT]
+        every = {c: (towns.get(c), float(v)) for c, v in zip(counties, np.asarray(p).tolist())}
+        return [(counties[j], towns.get(counties[j]), float(p[j])) for j in order if p[j] >= _MIN_WEIGHT], every
 
     def _directory_mass(
         self, pf: np.ndarray, county: str, town: str | None, flat_row: np.ndarray

@@ -155,5 +155,6 @@ def format_prediction(result: dict[str, Any]) -> str:
         lines.append(f"routing: {routing['path']} (place {place.get('name') or 'unknown'}, "
                      f"function {fn['label']} {fn['score']:.2f})")
     if result.get("needs_review"):
-        lines.append("needs review: a score is under its threshold")
+        reasons = [e["review_reason"] for e in result.values() if isinstance(e, dict) and "review_reason" in e]
+        lines.append(f"needs review: {'; '.join(reasons) if reasons else 'a score is under its threshold'}")
     return "\n".join(lines) + "\n"

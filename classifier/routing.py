@@ -53,7 +53,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from .config import TrainingConfig
-from .errors import TrainingDataError
+from .errors import ComplaintInputError, TrainingDataError
 from .jurisdiction import PlaceMatch, PlaceResolver, RoutingDirectory
 from .model import (
     ComplaintClassifier,
@@ -77,6 +77,8 @@ _UNSEEN_PAIR = 0.01  # weight of a (category, function) pair never seen in train
 _MIN_UNNAMED = 20  # training cases naming no place needed to calibrate the county head on them
 _MAX_COUNTIES = 5  # counties the county model may spread an unnamed place over
 _MIN_WEIGHT = 0.01
+_MIN_GUESS_CHECK = 30  # guessed held-out cases routed without review needed to trust county-model guesses
+_Z95 = 1.959964  # the 95 % interval's lower end: trust is not granted on a lucky sample
 
 
 class RoutedClassifier(ComplaintClassifier):
@@ -184,7 +186,9 @@ class RoutedClassifier(ComplaintClassifier):
             "agencies_not_in_directory": len(unknown),
             "category_function_pairs": 0 if self.pair_weights_ is None else int((self.pair_weights_ == 1.0).sum()),
             "county_calibration": county_calibration,
+            "place_guess_check": None,
         }
+        self.place_guess_check_: dict[str, Any] | None = None  # guesses ask for review until checked
         # save_model writes ``training_data`` into the manifest: the directory's hash travels with the model
         data = getattr(self, "training_data", None)
         self.training_data = {**(data if isinstance(data, dict) else {}), "directory": self.routing_summary_}
@@ -277,6 +281,56 @@ class RoutedClassifier(ComplaintClassifier):
         """The place a complaint is about (``level == "unknown"`` when nothing decides)."""
         check_is_fitted(self, "resolver_")
         return self.resolver_.resolve(check_texts([text], self.max_text_length)[0])
+
+    # -- trusting the county model's guesses --------------------------------------------------------------
+    def check_place_guesses(self, texts: Sequence[str], agencies: Sequence[Any], threshold: float = 0.5,
+                            places: Sequence[str | None] | None = None,
+                            min_cases: int = _MIN_GUESS_CHECK) -> dict[str, Any]:
+        """Check the county model's guesses on real labeled cases the model never trained on, and trust them
+        (route a guessed place without review when its score reaches the threshold) only if they earn it.
+
+        Among the cases whose place the text and the hint do not decide (``place.source == "model"``), those
+        scoring at least ``threshold`` are the ones a trusted guess would send out: they must number at least
+        ``min_cases`` and the lower end of the 95 % (Wilson) interval of their accuracy must reach
+        ``threshold``.  The result replaces any earlier check (``place_guess_check_``, also in
+        ``routing_summary_``, which the manifest of a saved version shows); trust holds for thresholds at
+        least ``threshold``.  Returns ``{"threshold", "cases", "guessed", "routed", "right", "accuracy",
+        "accuracy_low", "trusted", "reason"}``."""
+        self._directory()
+        texts = check_texts(texts, self.max_text_length)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
+            raise ComplaintInputError(f"threshold must be a probability in (0, 1], got {threshold!r}")
+        if isinstance(agencies, str) or len(agencies) != len(texts):
+            got = "a single str" if isinstance(agencies, str) else f"{len(agencies)}"
+            raise TrainingDataError(f"expected one agency label per text ({len(texts)}), got {got}")
+        details = self.predict_details(texts, top_k=1, targets=[AGENCY], places=places)
+        truth = [str(a).strip() if _is_label(a) else None for a in agencies]
+        guessed = [(d[AGENCY], t) for d, t in zip(details, truth)
+                   if d["routing"]["place"]["source"] == "model" and t is not None]
+        routed = [(e, t) for e, t in guessed if e["score"] >= threshold]
+        right = sum(e["label"] == t for e, t in routed)
+        n = len(routed)
+        accuracy = right / n if n else None
+        low = _wilson_low(right, n) if n else None
+        trusted = n >= min_cases and low is not None and low >= threshold
+        if n < min_cases:
+            reason = (f"{n} guessed cases score at least {threshold} (of {len(guessed)} guessed); at least "
+                      f"{min_cases} are needed: guessed places keep asking for review")
+        elif not trusted:
+            reason = (f"{right} of {n} guessed cases scoring at least {threshold} were right ({accuracy:.3f}, 95 % "
+                      f"interval from {low:.3f}), under the threshold: guessed places keep asking for review")
+        else:
+            reason = (f"{right} of {n} guessed cases scoring at least {threshold} were right ({accuracy:.3f}, 95 % "
+                      f"interval from {low:.3f}): guesses scoring at least {threshold} go out without review")
+        check = {"threshold": float(threshold), "cases": len(texts), "guessed": len(guessed), "routed": n,
+                 "right": right, "accuracy": None if accuracy is None else round(accuracy, 4),
+                 "accuracy_low": None if low is None else round(low, 4), "trusted": trusted, "reason": reason}
+        self.place_guess_check_ = check
+        self.routing_summary_ = {**self.routing_summary_, "place_guess_check": check}
+        data = getattr(self, "training_data", None)
+        if isinstance(data, dict) and "directory" in data:
+            self.training_data = {**data, "directory": self.routing_summary_}
+        return check
 
     # -- prediction -------------------------------------------------------------------------------------
     def predict_proba(self, texts: Sequence[str], target: str,
@@ -644,6 +698,14 @@ _METADATA = ("validation_report", "metrics", "training_data", "manifest")
 def routes(model: Any) -> bool:
     """Whether ``model`` routes its agency through a directory (a fitted ``RoutedClassifier`` with one)."""
     return getattr(model, "directory_", None) is not None
+
+
+def _wilson_low(right: int, n: int) -> float:
+    """The lower end of the 95 % Wilson score interval of ``right`` successes in ``n`` trials."""
+    p, z2 = right / n, _Z95 * _Z95
+    centre = p + z2 / (2 * n)
+    spread = _Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return float((centre - spread) / (1 + z2 / n))
 
 
 def _add_reason(route: dict[str, Any], why: str) -> None:

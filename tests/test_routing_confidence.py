@@ -11,6 +11,7 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from classifier.model import prediction_record
@@ -147,3 +148,82 @@ def test_a_hint_places_the_case_and_a_guess_or_no_place_asks_for_review(routed):
     assert flat["agency"]["review_reason"] == ("the text and the hint do not decide the county; the flat agency "
                                                "model answered")
     assert flat["needs_review"] is True
+
+
+# -- trusting county-model guesses only after a check on held-out cases -----------------------------------
+TAXI = [f"出租车拒载，还骂乘客，这是第{i}次了" for i in range(20)]
+HEAT = [f"空气能坏了{i}天，家里冻得不行" for i in range(20)]
+
+
+def test_guesses_right_on_held_out_cases_are_trusted_at_the_checked_threshold(routed):
+    model = copy.deepcopy(routed)
+    texts = TAXI + HEAT + ["隆德县的出租车拒载"]  # a named place is not a guess: not counted
+    agencies = ["同心县交通运输局"] * 20 + ["海原县李旺镇政府"] * 20 + ["隆德县交通运输局"]
+    check = model.check_place_guesses(texts, agencies, threshold=0.5)
+    assert (check["guessed"], check["routed"], check["right"], check["trusted"]) == (40, 40, 40, True)
+    assert check["accuracy"] == 1.0 and 0.9 < check["accuracy_low"] < 1.0
+    assert model.routing_summary_["place_guess_check"] == check == model.place_guess_check_
+    guessed = model.predict_details(["出租车拒载，还骂乘客"])[0]
+    assert guessed["routing"]["place"]["source"] == "model"
+    assert guessed["needs_review"] is False and "review_reason" not in guessed["agency"]
+    # trust holds for the threshold it was checked at and above, not below
+    lower = model.predict_details(["出租车拒载，还骂乘客"], thresholds={"agency": 0.3})[0]
+    assert "county model's guess" in lower["agency"]["review_reason"]
+    assert "review_reason" not in routed.predict_details(["隆德县的出租车拒载"])[0]["agency"]
+
+
+def test_guesses_wrong_or_too_few_stay_under_review(routed):
+    model = copy.deepcopy(routed)
+    wrong = model.check_place_guesses(TAXI + HEAT, ["隆德县交通运输局"] * 40)
+    assert (wrong["routed"], wrong["right"], wrong["trusted"]) == (40, 0, False)
+    assert "under the threshold" in wrong["reason"]
+    few = model.check_place_guesses(TAXI[:10], ["同心县交通运输局"] * 10)
+    assert (few["routed"], few["trusted"]) == (10, False) and "at least 30 are needed" in few["reason"]
+    assert model.predict_details(["出租车拒载，还骂乘客"])[0]["needs_review"] is True
+    # a refit forgets the check: it was of another model
+    model.check_place_guesses(TAXI + HEAT, ["同心县交通运输局"] * 20 + ["海原县李旺镇政府"] * 20)
+    assert model.place_guess_check_["trusted"] is True
+    model.fit(TEXTS, TARGETS)
+    assert model.place_guess_check_ is None and model.routing_summary_["place_guess_check"] is None
+
+
+def test_checking_guesses_refuses_bad_input(routed, tiny_model):
+    from classifier.errors import ComplaintInputError, TrainingDataError
+    from training.place_guesses import check_place_guesses
+
+    with pytest.raises(TrainingDataError, match=r"expected one agency label per text \(2\), got 1"):
+        routed.check_place_guesses(TAXI[:2], ["同心县交通运输局"])
+    with pytest.raises(ComplaintInputError, match=r"threshold must be a probability in \(0, 1\], got 1.5"):
+        copy.deepcopy(routed).check_place_guesses(TAXI[:2], ["a", "b"], threshold=1.5)
+    with pytest.raises(TrainingDataError, match="needs a routing model"):
+        check_place_guesses(tiny_model, pd.DataFrame({"text": TAXI, "agency": ["x"] * 20}), "text", "agency")
+    with pytest.raises(TrainingDataError, match=r"column\(s\) \['承办单位'\] not in the data"):
+        check_place_guesses(routed, pd.DataFrame({"text": TAXI}), "text", "承办单位")
+
+
+def test_cli_check_guesses_on_the_written_held_out_cases(demo_store, capsys, tmp_path):
+    # heldout.csv: 31 cases name no place and the county model gets ~10 % of them: no trust
+    args = ["check-guesses", str(DEMO_HELDOUT), "--text", "text", "--agency", "agency", "--store",
+            str(demo_store.path)]
+    assert main([*args, "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)
+    assert check["guessed"] >= 25 and check["trusted"] is False and check["saved_version"] is None
+    assert main([*args, "--promote"]) == 2
+    assert "--promote needs --save" in capsys.readouterr().err
+    # --save writes the checked model as a new version, its check in the manifest, not made current
+    import shutil
+
+    store_copy = tmp_path / "store"
+    shutil.copytree(demo_store.path, store_copy)
+    from classifier.store import ModelStore
+
+    store = ModelStore(store_copy)
+    before = set(store.versions())
+    assert main([*args[:-1], str(store_copy), "--save"]) == 0
+    out = capsys.readouterr().out
+    assert "guessed places keep asking for review" in out and "saved the checked model as version" in out
+    (newest,) = set(store.versions()) - before
+    saved = store.load(newest)
+    assert saved.manifest["data"]["directory"]["place_guess_check"]["trusted"] is False
+    assert saved.model.place_guess_check_["guessed"] == check["guessed"]
+    assert store.current() != newest

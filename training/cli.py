@@ -257,10 +257,12 @@ COMMANDS: list[Callable[[Any], None]] = [_add_train, _add_predict, _add_models, 
 
 
 def _optional_commands() -> Iterable[Callable[[Any], None]]:
-    """Commands that live in their own modules (serve, report, tune, learning-curve); each offers ``add_command``."""
+    """Commands that live in their own modules (serve, report, tune, learning-curve, feedback, check-guesses);
+    each offers ``add_command``."""
     import importlib
 
-    for module in ("serve", "training.report_cli", "training.tune", "training.curve", "training.feedback_cli"):
+    for module in ("serve", "training.report_cli", "training.tune", "training.curve", "training.feedback_cli",
+                   "training.place_guesses"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -227,3 +227,40 @@ def test_cli_check_guesses_on_the_written_held_out_cases(demo_store, capsys, tmp
     assert saved.manifest["data"]["directory"]["place_guess_check"]["trusted"] is False
     assert saved.model.place_guess_check_["guessed"] == check["guessed"]
     assert store.current() != newest
+
+
+# -- the confusion report: calibration by where the place came from ---------------------------------------
+def test_the_report_measures_the_routed_share_against_its_threshold_per_place_source(demo_store, demo_model):
+    from training.report import evaluate
+
+    held = read_table(DEMO_HELDOUT)
+    report = evaluate(demo_store.load(), held, targets={"category": "category", "agency": "agency"}, oof_folds=0)
+    t = report.targets["agency"]
+    places = t.routing_places.set_index("place")
+    details = demo_model.predict_details(held["text"].tolist(), targets=["agency"])
+    source = np.array([d["routing"]["place"]["source"] for d in details])
+    right = np.array([d["agency"]["label"] for d in details]) == held["agency"].to_numpy()
+    score = np.array([d["agency"]["score"] for d in details])
+    review = np.array([d["needs_review"] for d in details])
+    for name in ("gazetteer", "model"):
+        m = source == name
+        row = places.loc[name]
+        assert row["cases"] == m.sum() and row["mean_score"] == pytest.approx(score[m].mean(), abs=1e-5)
+        assert row["flagged_for_review"] == pytest.approx(review[m].mean())
+        assert row["routed_without_review"] == (m & ~review).sum()
+        assert row["threshold"] == 0.5
+    # every guessed place flagged: nothing routed on a guess; named places routed and right as often as promised
+    assert places.loc["model", "flagged_for_review"] == 1.0 and places.loc["model", "routed_without_review"] == 0
+    assert places.loc["model", "meets_threshold"] is None
+    named = source == "gazetteer"
+    assert places.loc["gazetteer", "accuracy_not_flagged"] == pytest.approx(right[named & ~review].mean())
+    assert places.loc["gazetteer", "meets_threshold"] is True
+    # the review table and the operating points count the reviews the model requires whatever the score
+    sides = t.review.set_index("side")
+    assert sides["cases"].tolist() == [int(review.sum()), int((~review).sum())]
+    assert sides.index[0] == "needs review (score < threshold or required by the model)"
+    points = t.operating_points.set_index("threshold")
+    assert points.loc[0.3, "routed_directly"] == pytest.approx(((score >= 0.3) & ~(source == "model")).mean())
+    page = report.to_html()
+    assert "meets_threshold" in page and "hotline check-guesses" in page
+    assert "county-model guesses: not checked on held-out cases" in report.model_card()

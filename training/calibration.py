@@ -38,14 +38,19 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
     return float((used["cases"] * (used["accuracy"] - used["mean_score"]).abs()).sum() / total)
 
 
-def review_table(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> pd.DataFrame:
-    """Cases the service would send to review (score under the threshold) and those it would route directly."""
+def review_table(confidence: np.ndarray, correct: np.ndarray, threshold: float,
+                 required: np.ndarray | None = None) -> pd.DataFrame:
+    """Cases the service would send to review (score under the threshold, or ``required``: a routed agency
+    whose place the text and the hint do not decide) and those it would route directly."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     n = len(confidence)
+    required = np.zeros(n, dtype=bool) if required is None else np.asarray(required, dtype=bool)
+    review = (confidence < threshold) | required
+    why = " or required by the model" if required.any() else ""
     rows = []
-    for side, sel in (("needs review (score < threshold)", confidence < threshold),
-                      ("routed directly (score >= threshold)", confidence >= threshold)):
+    for side, sel in ((f"needs review (score < threshold{why})", review),
+                      ("routed directly (score >= threshold)", ~review)):
         k = int(sel.sum())
         rows.append({"side": side, "threshold": threshold, "cases": k, "share": k / n if n else float("nan"),
                      "accuracy": float(correct[sel].mean()) if k else float("nan")})
@@ -56,15 +61,18 @@ OPERATING_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def operating_points(confidence: np.ndarray, correct: np.ndarray,
-                     thresholds: Sequence[float] = OPERATING_THRESHOLDS) -> pd.DataFrame:
+                     thresholds: Sequence[float] = OPERATING_THRESHOLDS,
+                     required: np.ndarray | None = None) -> pd.DataFrame:
     """For each candidate review threshold: the share of cases routed directly, their accuracy, and the share
-    sent to review; what a dispatcher needs to choose a threshold (``HOTLINE_THRESHOLDS``)."""
+    sent to review; what a dispatcher needs to choose a threshold (``HOTLINE_THRESHOLDS``).  ``required``:
+    cases that go to review whatever their score (``review_table``)."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     n = len(confidence)
+    required = np.zeros(n, dtype=bool) if required is None else np.asarray(required, dtype=bool)
     rows = []
     for t in thresholds:
-        direct = confidence >= t
+        direct = (confidence >= t) & ~required
         k = int(direct.sum())
         rows.append({"threshold": float(t), "routed_directly": k / n if n else float("nan"),
                      "accuracy_routed_directly": float(correct[direct].mean()) if k else float("nan"),

@@ -52,6 +52,9 @@ def render_model_card(report: Report) -> str:
                          f"{calibration.get('unnamed_cases')} training cases that name none: temperature "
                          f"{calibration.get('temperature')}, out-of-fold accuracy "
                          f"{calibration.get('out_of_fold_accuracy')}")
+        check = directory.get("place_guess_check")
+        lines.append(f"- county-model guesses: {check.get('reason')}" if isinstance(check, dict)
+                     else "- county-model guesses: not checked on held-out cases, so they always ask for review")
     versions = m.get("versions") or {}
     if versions:
         lines.append("- libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -93,7 +96,8 @@ def render_model_card(report: Report) -> str:
               "- Trained on one city's or region's wording; other regions' place names and dialect are unseen.",
               "- Scores are calibrated on the training data; check the reliability table on new data.",
               "- With routing, a complaint that names no county or town gets its county from a guess; such cases "
-              "are mostly flagged for review (send the caller's district as a place hint where it is known).", "",
+              "are always flagged for review, unless `hotline check-guesses` showed on real held-out cases that the "
+              "guesses earn the threshold (send the caller's district as a place hint where it is known).", "",
               "## Known confusions (this report)", ""]
     compared = [f"- {name}: {paired_sentence(c.paired)}" for name, c in report.comparisons.items() if c.paired]
     for target, t in report.targets.items():

@@ -52,7 +52,7 @@ from .confusion import OTHER_GROUP, confused_pairs, confusion_counts, heatmap_or
 from .disputed import DISPUTE_CONFIDENCE, disputed_labels, out_of_fold_disputes
 from .metrics import SIGNIFICANCE, classification_metrics, paired_accuracy_test
 from .overlap import Overlap, check_overlap
-from .report_routing import PLACE_SOURCES, ROUTING_CAUSES, routing_tables
+from .report_routing import PLACE_SOURCES, ROUTING_CAUSES, place_calibration, routing_tables
 
 __all__ = [
     "EvaluationDataError",
@@ -76,6 +76,7 @@ __all__ = [
     "DISPUTE_CONFIDENCE",
     "PLACE_SOURCES",
     "ROUTING_CAUSES",
+    "place_calibration",
 ]
 
 EXAMPLE_CHARS = 160  # example texts are masked and cut to this length
@@ -588,15 +589,21 @@ def _evaluate_target(clf: Any, X: Any, prepared: _Rows, name: str, column: str, 
         at = disputed.pop("position").to_numpy()
         disputed.insert(0, "row", rows[at])
         disputed.insert(1, "text", [_example_text(texts[int(k)]) for k in at])
-    routing_errors = routing_places = None
+    routing_errors = routing_places = required = None
     if routes(clf) and name == "agency":
-        routing_errors, routing_places = routing_tables(clf, texts, given, predicted, score < threshold,
-                                                        places.get("places"))
+        details = clf.predict_details(texts, top_k=1, targets=["agency"], thresholds={"agency": threshold},
+                                      **places)
+        # a routed agency whose place the text and the hint do not decide goes to review whatever its score
+        required = np.array(["review_reason" in d["agency"] for d in details], dtype=bool)
+        routing_errors, routing_places = routing_tables(clf, texts, given, predicted, (score < threshold) | required,
+                                                        places.get("places"), details=details, score=score,
+                                                        threshold=threshold)
     return TargetReport(
         routing_errors=routing_errors, routing_places=routing_places,
         target=name, column=column, metrics=metrics, labels=labels, confusion=counts, per_class=per_class,
-        pairs=pairs, calibration=reliability_table(score, correct), review=review_table(score, correct, threshold),
-        operating_points=operating_points(score, correct),
+        pairs=pairs, calibration=reliability_table(score, correct),
+        review=review_table(score, correct, threshold, required),
+        operating_points=operating_points(score, correct, required=required),
         misrouted=prepared.with_ids(misrouted), disputed=prepared.with_ids(disputed),
         unseen_labels=unseen_labels, predictions=predictions,
         threshold=threshold, notes=notes,

@@ -519,6 +519,11 @@ def _target_section(report: Report, t: TargetReport) -> str:
     routing = ""
     if t.routing_errors is not None and t.routing_places is not None:
         routing = f"""<h3>Routing: where the place came from</h3>
+<p class="meta">Calibration by where the place came from. flagged_for_review: the agency's score is under the
+review threshold, or the text and the request's hint do not decide its county (a county model's guess asks for
+review until <code>hotline check-guesses</code> shows on real held-out cases that it earns the threshold).
+routed_without_review: the cases the service would send out; meets_threshold: were they right at least as often
+as the threshold promises (accuracy_not_flagged &ge; threshold)? mean_score against accuracy: the calibration.</p>
 {table_html(t.routing_places, digits=3)}
 <h3>Routing: why agencies were missed</h3>
 <p class="meta">Each wrong agency against the right one in the routing directory: a wrong county points at

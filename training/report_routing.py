@@ -1,5 +1,6 @@
 """A routing model's agency errors: why each wrong agency was wrong (county, function, town) and how accurate
-the routing is by where the place came from (the text, the request's hint, the county model, none)."""
+and calibrated the routing is by where the place came from (the text, the request's hint, the county model,
+none), against the review threshold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ROUTING_CAUSES", "PLACE_SOURCES", "routing_tables"]
+__all__ = ["ROUTING_CAUSES", "PLACE_SOURCES", "place_calibration", "routing_tables"]
 
 ROUTING_CAUSES = {
     "place": "right function, wrong county",
@@ -26,11 +27,19 @@ PLACE_SOURCES = {
 
 
 def routing_tables(clf: Any, texts: list[str], given: np.ndarray, predicted: np.ndarray,
-                   flagged: np.ndarray, places: list[str | None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   flagged: np.ndarray, places: list[str | None] | None = None, *,
+                   details: list[dict[str, Any]] | None = None, score: np.ndarray | None = None,
+                   threshold: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For a routing model's agency: each wrong agency's cause (by comparing the given and the predicted
-    agency's county, town and function in the directory), and accuracy by where the place came from."""
+    agency's county, town and function in the directory), and accuracy and calibration by where the place came
+    from (``place_calibration``).  ``flagged``: the cases sent to review; ``details``: the model's
+    ``predict_details`` of ``texts`` (computed when not given)."""
     directory = clf.directory_
-    details = clf.predict_details(texts, top_k=1, targets=["agency"], places=places)
+    if details is None:
+        details = clf.predict_details(texts, top_k=1, targets=["agency"], places=places,
+                                      **({} if threshold is None else {"thresholds": {"agency": threshold}}))
+    if score is None:
+        score = np.array([d["agency"]["score"] for d in details], dtype=np.float64)
     sources = []
     for d in details:
         place = d["routing"]["place"]
@@ -56,13 +65,33 @@ def routing_tables(clf: Any, texts: list[str], given: np.ndarray, predicted: np.
         error_rows.append({"cause": cause, "meaning": meaning, "errors": int(m.sum()),
                            "share_of_errors": float(m.sum() / n_wrong) if n_wrong else 0.0,
                            "flagged_for_review": float(flagged[m].mean()) if m.any() else None})
-    place_rows = []
-    src = np.asarray(sources, dtype=object)
+    threshold = clf.review_threshold if threshold is None else threshold
+    places_table = place_calibration(np.asarray(sources, dtype=object), ~wrong, score, flagged, threshold)
+    return pd.DataFrame(error_rows), places_table
+
+
+def place_calibration(sources: np.ndarray, correct: np.ndarray, score: np.ndarray, flagged: np.ndarray,
+                      threshold: float) -> pd.DataFrame:
+    """A routing model's agency by where the place came from (``PLACE_SOURCES``): accuracy against the mean
+    score (calibration), the share flagged for review, and for the cases routed without review whether they
+    were right at least as often as the threshold promises (``meets_threshold``; None when none were)."""
+    sources = np.asarray(sources, dtype=object)
+    correct = np.asarray(correct, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    flagged = np.asarray(flagged, dtype=bool)
+    rows = []
     for source, meaning in PLACE_SOURCES.items():
-        m = src == source
-        place_rows.append({"place": source, "meaning": meaning, "cases": int(m.sum()),
-                           "accuracy": float((~wrong[m]).mean()) if m.any() else None,
-                           "flagged_for_review": float(flagged[m].mean()) if m.any() else None,
-                           "accuracy_not_flagged": float((~wrong[m & ~flagged]).mean()) if (m & ~flagged).any()
-                           else None})
-    return pd.DataFrame(error_rows), pd.DataFrame(place_rows)
+        m = sources == source
+        out = m & ~flagged
+        k = int(out.sum())
+        accuracy_out = float(correct[out].mean()) if k else None
+        rows.append({"place": source, "meaning": meaning, "cases": int(m.sum()),
+                     "accuracy": float(correct[m].mean()) if m.any() else None,
+                     "mean_score": float(score[m].mean()) if m.any() else None,
+                     "flagged_for_review": float(flagged[m].mean()) if m.any() else None,
+                     "routed_without_review": k,
+                     "accuracy_not_flagged": accuracy_out,
+                     "mean_score_not_flagged": float(score[out].mean()) if k else None,
+                     "threshold": float(threshold),
+                     "meets_threshold": None if accuracy_out is None else bool(accuracy_out >= threshold)})
+    return pd.DataFrame(rows)

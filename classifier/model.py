@@ -36,7 +36,8 @@ from .errors import (
     TrainingDataError,
     UnknownTargetError,
 )
-from .features import LEAD_PREFIX, WORD_PREFIX, ComplaintVectorizer
+from .explanations import readable_terms
+from .features import ComplaintVectorizer
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer
 
 __all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
@@ -566,6 +567,7 @@ class ComplaintClassifier(BaseEstimator):
             rows = [(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
                     for i in range(X.shape[0])] if explain else []
         ranked = {t: _ranked_rows(self.heads_[t].classes_, probas[t], top_k) for t in names}
+        words = [self.vectorizer_.tokens(text) for text in texts] if explain else []
         results = []
         for i in range(len(texts)):
             result: dict[str, Any] = {}
@@ -573,7 +575,8 @@ class ComplaintClassifier(BaseEstimator):
             for t in names:
                 entry = ranked[t][i]
                 if explain:
-                    entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"])
+                    entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"],
+                                                             words=words[i])
                 result[t] = entry
                 threshold = (thresholds or {}).get(t, self.review_threshold)
                 review = review or entry["score"] < threshold
@@ -593,33 +596,23 @@ class ComplaintClassifier(BaseEstimator):
         idx, val = self.vectorizer_.transform_one(check_texts([text], self.max_text_length)[0])
         if label is None:
             label = str(head.classes_[int(np.argmax(head.proba_one(idx, val)))])
-        return self._explain_row(target, idx, val, label=label, n_terms=n_terms)
+        return self._explain_row(target, idx, val, label=label, n_terms=n_terms, words=self.vectorizer_.tokens(text))
 
     def _explain_row(
-        self, target: str, idx: np.ndarray, val: np.ndarray, label: str, n_terms: int = 10
+        self, target: str, idx: np.ndarray, val: np.ndarray, label: str, n_terms: int = 10,
+        words: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
+        """The terms of one text (its features ``idx`` with values ``val``; ``words``: its tokens, so characters
+        fold into the words they belong to) that pushed it toward ``label``."""
         head = self.heads_[target]
         pos = np.searchsorted(head.classes_, label)
         if pos >= len(head.classes_) or head.classes_[pos] != label:
             raise ComplaintInputError(f"label {label!r} is not a class of target {target!r}")
         # a term seen in a single training case is never named: it would tell who was in the training data
         contrib = np.where(self.vectorizer_.explainable(idx), val * head.coef_[idx, pos], 0.0)
-        order = np.argsort(-contrib)[:n_terms]
         names = self._feature_names()
-        out = []
-        for j in order:
-            if contrib[j] <= 0:
-                break
-            name = names[idx[j]]
-            lead = name.startswith(LEAD_PREFIX)  # a feature of the text's first characters
-            name = name[len(LEAD_PREFIX):] if lead else name
-            is_word = name.startswith(WORD_PREFIX)
-            out.append({
-                "term": name[len(WORD_PREFIX):] if is_word else name,
-                "kind": ("lead " if lead else "") + ("word" if is_word else "char"),
-                "weight": round(float(contrib[j]), 4),
-            })
-        return out
+        # every feature's push, merged into the words and n-grams a person reads (classifier/explanations.py)
+        return readable_terms(((names[i], float(c)) for i, c in zip(idx, contrib) if c != 0.0), n_terms, words)
 
     def _feature_names(self) -> np.ndarray:
         names = getattr(self, "_names_cache", None)

@@ -3,6 +3,7 @@ linear model; used only where the median class has enough cases."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -166,9 +167,15 @@ def test_a_fused_head_weighs_the_lead_with_its_word_view_and_a_single_svm_leaves
     assert np.abs(fused.heads_["category"].coef_[lead]).sum() > 0  # word-view SVM weights on lead features
     assert np.abs(single.heads_["category"].coef_[lead]).max() == 0.0  # never learned: a caller's greeting
     explanation = fused.explain("路灯不亮，晚上出门摔了一跤", "category", label="道路设施", n_terms=30)
-    assert {e["kind"] for e in explanation} <= {"word", "char", "lead word", "lead char"}
-    assert any(e["kind"].startswith("lead ") for e in explanation)
+    # the lead's copies of a term are merged into the text's own term (explanations list each term once) ...
+    assert {e["kind"] for e in explanation} <= {"word", "char"}
     assert all(not e["term"].startswith(("\x01", "\x02")) for e in explanation)
+    # ... and their push is in its weight
+    without = copy.deepcopy(fused)
+    without.heads_["category"].coef_[lead] = 0.0
+    weights = {e["term"]: e["weight"] for e in without.explain("路灯不亮，晚上出门摔了一跤", "category",
+                                                                 label="道路设施", n_terms=30)}
+    assert any(e["weight"] != weights.get(e["term"]) for e in explanation)
 
 
 def test_lead_chars_zero_gives_the_two_block_model():

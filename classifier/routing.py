@@ -400,6 +400,7 @@ class RoutedClassifier(ComplaintClassifier):
         if AGENCY in names:
             P, routes = self._route(texts, X, pf, hints)
             ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
+        words = [self.vectorizer_.tokens(text) for text in texts] if explain else []
         results = []
         for i in range(len(texts)):
             row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
@@ -410,9 +411,9 @@ class RoutedClassifier(ComplaintClassifier):
             for t in names:
                 entry = ranked[t][i]
                 if explain and t == AGENCY:
-                    entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
+                    entry["explanation"] = self._explain_agency(row, entry["label"], routes[i], words[i])
                 elif explain:
-                    entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
+                    entry["explanation"] = self._explain_row(t, *row, label=entry["label"], words=words[i])
                 threshold = (thresholds or {}).get(t, self.review_threshold)
                 if t == AGENCY:
                     why = self._review_reason(routes[i], threshold)
@@ -475,9 +476,8 @@ class RoutedClassifier(ComplaintClassifier):
             else:
                 weighted, guesses = self._county_guess(place, pc[i] if pc is not None else None)
                 route["_guesses"] = guesses
-            caps = self._caps(pf[i], place, guesses)
-            P[i] = np.minimum(P[i], caps)
             if not weighted:
+                P[i] = np.minimum(P[i], self._caps(pf[i], place, guesses))
                 _add_reason(route, "the text names only a city; agencies are per county" if place.level == "city"
                             else "no county or town in the text decides the place")
                 routes.append(route)
@@ -489,11 +489,15 @@ class RoutedClassifier(ComplaintClassifier):
                 mapped += w * m
                 mass += w * ms
             if mass == 0.0:
+                P[i] = np.minimum(P[i], self._caps(pf[i], place, guesses))
                 where = place.name if place.county is not None else weighted[0][0]
                 _add_reason(route, f"the directory has no agency for these functions in {where}")
                 routes.append(route)
                 continue
-            P[i] = np.minimum(mapped + (1.0 - mass) * flat_row, caps)
+            # the directory's share never exceeds a ceiling (weight x function probability): only the flat
+            # model's share can, so the ceilings are needed only when it has one
+            P[i] = mapped if mass >= 1.0 - 1e-12 else np.minimum(mapped + (1.0 - mass) * flat_row,
+                                                                  self._caps(pf[i], place, guesses))
             route["path"] = "directory"
             route["_mapped"] = {str(self.agency_classes_[j]) for j in np.flatnonzero(mapped)}
             routes.append(route)
@@ -562,7 +566,7 @@ class RoutedClassifier(ComplaintClassifier):
         the named county other than the named town: the smaller of the two); a guessed county has the county
         model's probability (0 for a county it did not propose); with neither, 1.  An agency outside the
         directory has no ceiling."""
-        counties, county_idx, inside, agency_county, agency_fn, agency_town = self._agency_places()
+        counties, county_idx, cols, agency_county, agency_fn, towns = self._agency_places()
         if place.county is not None:
             s = float(place.score)
             conf = np.full(len(counties), 1.0 - s)
@@ -575,31 +579,35 @@ class RoutedClassifier(ComplaintClassifier):
             conf = np.ones(len(counties))
         fn = np.append(pf, 0.0)  # index -1: a function the function head never saw
         caps = np.full(len(self.agency_classes_), np.inf)
-        caps[inside] = conf[agency_county] * fn[agency_fn]
+        caps[cols] = conf[agency_county] * fn[agency_fn]
         if place.county is not None and place.town is not None:
             k = county_idx[place.county]
-            other = inside.copy()
-            other[inside] = (agency_county == k) & (agency_town != None) & (agency_town != place.town)  # noqa: E711
-            caps[other] = min(conf[k], 1.0 - conf[k]) * fn[agency_fn[other[inside]]]
+            elsewhere = min(conf[k], 1.0 - conf[k])
+            for col, town, f in towns.get(place.county, ()):
+                if town != place.town:
+                    caps[col] = elsewhere * fn[f]
         return caps
 
-    def _agency_places(self) -> tuple[list[str], dict[str, int], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For the agencies of the directory among ``agency_classes_`` (the mask ``inside``): each one's county
-        (index into ``counties``), function (index into the function head's classes, -1 if it never saw it) and
-        town (None for county-level agencies); computed once."""
+    def _agency_places(self) -> tuple[list[str], dict[str, int], np.ndarray, np.ndarray, np.ndarray,
+                                      dict[str, list[tuple[int, str, int]]]]:
+        """The directory's agencies among ``agency_classes_``: their columns, each one's county (index into
+        ``counties``) and function (index into the function head's classes, -1 if it never saw it), and per
+        county its town-level agencies (column, town, function index); computed once."""
         cached = self.__dict__.get("_agency_places_cache")
         if cached is None:
             directory = self._directory()
             counties = directory.counties()
             county_idx = {c: k for k, c in enumerate(counties)}
             fns = {str(f): k for k, f in enumerate(self.heads_[FUNCTION].classes_)}
-            agencies = [directory.agencies.get(str(a)) for a in self.agency_classes_]
-            inside = np.array([a is not None for a in agencies], dtype=bool)
-            known = [a for a in agencies if a is not None]
-            cached = (counties, county_idx, inside,
-                      np.array([county_idx[a.county] for a in known], dtype=np.intp),
-                      np.array([fns.get(a.function, -1) for a in known], dtype=np.intp),
-                      np.array([a.town for a in known], dtype=object))
+            known = [(j, directory.agencies[str(a)]) for j, a in enumerate(self.agency_classes_)
+                     if str(a) in directory.agencies]
+            towns: dict[str, list[tuple[int, str, int]]] = {}
+            for j, a in known:
+                if a.town is not None:
+                    towns.setdefault(a.county, []).append((j, a.town, fns.get(a.function, -1)))
+            cached = (counties, county_idx, np.array([j for j, _ in known], dtype=np.intp),
+                      np.array([county_idx[a.county] for _, a in known], dtype=np.intp),
+                      np.array([fns.get(a.function, -1) for _, a in known], dtype=np.intp), towns)
             self.__dict__["_agency_places_cache"] = cached
         return cached
 
@@ -671,13 +679,14 @@ class RoutedClassifier(ComplaintClassifier):
             plan = cache[(county, town)] = (np.array(fns, dtype=np.intp), np.array(cols, dtype=np.intp), spread)
         return plan
 
-    def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any]) -> list:
+    def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any],
+                        words: Sequence[str] = ()) -> list:
         if route["path"] == "directory":
             fn = self._directory().function_of(label)
             if fn is not None and fn in set(self.heads_[FUNCTION].classes_):
-                return self._explain_row(FUNCTION, *row, label=fn)
+                return self._explain_row(FUNCTION, *row, label=fn, words=words)
         if label in set(self.heads_[AGENCY].classes_):
-            return self._explain_row(AGENCY, *row, label=label)
+            return self._explain_row(AGENCY, *row, label=label, words=words)
         return []
 
     def explain(self, text: str, target: str, label: str | None = None, n_terms: int = 10) -> list[dict]:

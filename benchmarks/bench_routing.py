@@ -157,7 +157,7 @@ def place_sources(model: RoutedClassifier, threshold: float = 0.5) -> dict:
     """The final agency's calibration by where the place came from, on the written evaluation files: as
     written (a place named in the text, or guessed by the county model), and with the true county sent as a
     place hint where the text names none (an export's district field, a county hotline's line)."""
-    from training.report import place_calibration
+    from training.report_routing import place_calibration
 
     directory = demo_directory()
     out: dict = {"threshold": threshold, "files": {}}

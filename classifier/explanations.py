@@ -7,10 +7,9 @@ and both again from the lead).  ``readable_terms`` turns the features into terms
 
 1. one term per string: a word, the same characters as a char n-gram, a word bigram written without its space,
    and the lead's copies of them are one term whose weight is their sum;
-2. a term that is only a char n-gram is folded into the terms that contain it: the words of the text (split
-   evenly among them); else the shortest word bigram or run of two or three words; else the longest char
-   n-grams.
-   Shorter n-grams fold first, so what they gathered moves on with them;
+2. a term that is only a char n-gram is folded into the terms that contain it: the words (split evenly among
+   them); else the shortest word bigrams; else the longest char n-grams (which gather the characters across a
+   word boundary).  Shorter n-grams fold first, so what they gathered moves on with them;
 3. the terms left are ranked by weight; the ``n_terms`` strongest positive ones are returned.
 
 A term's weight is then the whole push of its characters, whichever features carried it.
@@ -19,7 +18,7 @@ A term's weight is then the whole push of its characters, whichever features car
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from .features import LEAD_PREFIX, WORD_PREFIX
@@ -29,15 +28,14 @@ __all__ = ["readable_terms"]
 _WORD, _BIGRAM, _CHARS = 0, 1, 2  # how a person reads a term: a word, two words, characters
 
 
-def readable_terms(contributions: Iterable[tuple[str, float]], n_terms: int = 10,
-                   words: Sequence[str] = ()) -> list[dict[str, Any]]:
+def readable_terms(contributions: Iterable[tuple[str, float]], n_terms: int = 10) -> list[dict[str, Any]]:
     """``[{"term", "kind", "weight"}]``, strongest first, from (feature name, contribution) pairs of one
-    complaint (every feature with a non-zero contribution, negative ones included: a term's weight is its
-    net push).  ``words``: the complaint's tokens in order, so that characters fold into the words (and two
-    neighbouring words) they belong to even where the model has no feature for the word itself.  Punctuation
-    in a char n-gram is not a term: "陷," counts as "陷", "," alone is left out.  ``kind``: "word" when the
-    string is a word or two words of the text, else "char"; "lead word" / "lead char" only for a string found
-    among the first characters alone."""
+    complaint (every feature it may name with a non-zero contribution, negative ones included: a term's weight
+    is its net push).  Only these features' strings are shown: a term is a feature the caller let through
+    (``ComplaintClassifier._explain_row`` passes those seen in at least ``min_df`` training cases), or, for
+    punctuation in a char n-gram, a part of one ("陷," counts as "陷": every case holding "陷," holds "陷"; ","
+    alone is left out).  ``kind``: "word" when the string is a word or two words of the text, else "char";
+    "lead word" / "lead char" only for a string found among the first characters alone."""
     weight: dict[str, float] = {}
     level: dict[str, int] = {}
     body: dict[str, bool] = {}  # found outside the lead
@@ -55,13 +53,6 @@ def readable_terms(contributions: Iterable[tuple[str, float]], n_terms: int = 10
         weight[term] = weight.get(term, 0.0) + value
         level[term] = min(level.get(term, _CHARS), kind)
         body[term] = body.get(term, False) or not lead
-    # two or three neighbouring words: what a char n-gram across a word boundary (坏了一) belongs to
-    phrases = [*(a + b for a, b in zip(words, words[1:])), *(a + b + c for a, b, c in zip(words, words[1:], words[2:]))]
-    for term, kind in [*((w, _WORD) for w in words), *((p, _BIGRAM) for p in phrases)]:
-        if level.get(term, _CHARS) >= kind:  # a word of the text the model has no (or a weaker) feature for
-            weight.setdefault(term, 0.0)
-            level[term] = kind
-            body.setdefault(term, True)
     inside: dict[str, list[str]] = {}  # a string -> the longer terms containing it
     for t in weight:
         n = len(t)
@@ -83,7 +74,7 @@ def _without_punctuation(chars: str) -> str:
 
 
 def _containers(found: list[str], level: dict[str, int]) -> list[str]:
-    """Of the terms containing a char n-gram, those it folds into: the words, else the shortest runs of words,
+    """Of the terms containing a char n-gram, those it folds into: the words, else the shortest word bigrams,
     else the longest char n-grams."""
     if not found:
         return []
@@ -91,7 +82,7 @@ def _containers(found: list[str], level: dict[str, int]) -> list[str]:
     if words:
         return words
     phrases = [t for t in found if level[t] == _BIGRAM]
-    if phrases:  # the shortest run of words that holds it
+    if phrases:  # the shortest that holds it
         shortest = min(len(t) for t in phrases)
         return [t for t in phrases if len(t) == shortest]
     longest = max(len(t) for t in found)

@@ -567,7 +567,6 @@ class ComplaintClassifier(BaseEstimator):
             rows = [(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
                     for i in range(X.shape[0])] if explain else []
         ranked = {t: _ranked_rows(self.heads_[t].classes_, probas[t], top_k) for t in names}
-        words = [self.vectorizer_.tokens(text) for text in texts] if explain else []
         results = []
         for i in range(len(texts)):
             result: dict[str, Any] = {}
@@ -575,8 +574,7 @@ class ComplaintClassifier(BaseEstimator):
             for t in names:
                 entry = ranked[t][i]
                 if explain:
-                    entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"],
-                                                             words=words[i])
+                    entry["explanation"] = self._explain_row(t, *rows[i], label=entry["label"])
                 result[t] = entry
                 threshold = (thresholds or {}).get(t, self.review_threshold)
                 review = review or entry["score"] < threshold
@@ -596,14 +594,11 @@ class ComplaintClassifier(BaseEstimator):
         idx, val = self.vectorizer_.transform_one(check_texts([text], self.max_text_length)[0])
         if label is None:
             label = str(head.classes_[int(np.argmax(head.proba_one(idx, val)))])
-        return self._explain_row(target, idx, val, label=label, n_terms=n_terms, words=self.vectorizer_.tokens(text))
+        return self._explain_row(target, idx, val, label=label, n_terms=n_terms)
 
     def _explain_row(
-        self, target: str, idx: np.ndarray, val: np.ndarray, label: str, n_terms: int = 10,
-        words: Sequence[str] = (),
+        self, target: str, idx: np.ndarray, val: np.ndarray, label: str, n_terms: int = 10
     ) -> list[dict[str, Any]]:
-        """The terms of one text (its features ``idx`` with values ``val``; ``words``: its tokens, so characters
-        fold into the words they belong to) that pushed it toward ``label``."""
         head = self.heads_[target]
         pos = np.searchsorted(head.classes_, label)
         if pos >= len(head.classes_) or head.classes_[pos] != label:
@@ -612,7 +607,7 @@ class ComplaintClassifier(BaseEstimator):
         contrib = np.where(self.vectorizer_.explainable(idx), val * head.coef_[idx, pos], 0.0)
         names = self._feature_names()
         # every feature's push, merged into the words and n-grams a person reads (classifier/explanations.py)
-        return readable_terms(((names[i], float(c)) for i, c in zip(idx, contrib) if c != 0.0), n_terms, words)
+        return readable_terms(((names[i], float(c)) for i, c in zip(idx, contrib) if c != 0.0), n_terms)
 
     def _feature_names(self) -> np.ndarray:
         names = getattr(self, "_names_cache", None)

@@ -400,7 +400,6 @@ class RoutedClassifier(ComplaintClassifier):
         if AGENCY in names:
             P, routes = self._route(texts, X, pf, hints)
             ranked[AGENCY] = _ranked_rows(self.agency_classes_, P, top_k)
-        words = [self.vectorizer_.tokens(text) for text in texts] if explain else []
         results = []
         for i in range(len(texts)):
             row = (X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
@@ -411,9 +410,9 @@ class RoutedClassifier(ComplaintClassifier):
             for t in names:
                 entry = ranked[t][i]
                 if explain and t == AGENCY:
-                    entry["explanation"] = self._explain_agency(row, entry["label"], routes[i], words[i])
+                    entry["explanation"] = self._explain_agency(row, entry["label"], routes[i])
                 elif explain:
-                    entry["explanation"] = self._explain_row(t, *row, label=entry["label"], words=words[i])
+                    entry["explanation"] = self._explain_row(t, *row, label=entry["label"])
                 threshold = (thresholds or {}).get(t, self.review_threshold)
                 if t == AGENCY:
                     why = self._review_reason(routes[i], threshold)
@@ -679,14 +678,13 @@ class RoutedClassifier(ComplaintClassifier):
             plan = cache[(county, town)] = (np.array(fns, dtype=np.intp), np.array(cols, dtype=np.intp), spread)
         return plan
 
-    def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any],
-                        words: Sequence[str] = ()) -> list:
+    def _explain_agency(self, row: tuple[np.ndarray, np.ndarray], label: str, route: dict[str, Any]) -> list:
         if route["path"] == "directory":
             fn = self._directory().function_of(label)
             if fn is not None and fn in set(self.heads_[FUNCTION].classes_):
-                return self._explain_row(FUNCTION, *row, label=fn, words=words)
+                return self._explain_row(FUNCTION, *row, label=fn)
         if label in set(self.heads_[AGENCY].classes_):
-            return self._explain_row(AGENCY, *row, label=label, words=words)
+            return self._explain_row(AGENCY, *row, label=label)
         return []
 
     def explain(self, text: str, target: str, label: str | None = None, n_terms: int = 10) -> list[dict]:

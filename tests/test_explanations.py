@@ -28,18 +28,9 @@ def test_a_character_in_two_words_is_shared_and_a_word_bigram_gathers_what_cross
     assert {t["kind"] for t in terms} == {"word"}
 
 
-def test_the_texts_words_gather_characters_the_model_has_no_word_feature_for():
-    # 同心县出租车司机存在不文明驾驶行为: the model knows 文明 only as characters
-    words = ["同心县", "出租车", "司机", "存在", "不", "文明", "驾驶", "行为"]
-    terms = readable_terms([(WORD + "出租车", 3.0), ("明", 0.4), ("县出租", 0.6), ("坏了一", 0.2), ("陷,", 0.3),
-                            (",", 5.0)], words=words)
-    # 明 -> 文明; 县出租 crosses two words -> 同心县出租车; 坏了一 is in no word: stays; "陷," is 陷; "," is no term
-    assert [(t["term"], t["kind"], t["weight"]) for t in terms] == [
-        ("出租车", "word", 3.0), ("同心县出租车", "word", 0.6), ("文明", "word", 0.4), ("陷", "char", 0.3),
-        ("坏了一", "char", 0.2)]
-    # runs of three words hold what crosses two boundaries, the shortest run first
-    terms = readable_terms([("坏了一", 0.2), ("灯坏", 0.1)], words=["路灯", "坏", "了", "一个月"])
-    assert {t["term"]: t["weight"] for t in terms} == {"坏了一个月": 0.2, "路灯坏": 0.1}
+def test_punctuation_is_not_a_term():
+    terms = readable_terms([("陷,", 0.3), (",", 5.0), ("，导", 0.2), (WORD + "导致", 0.1)])
+    assert terms == [{"term": "导致", "kind": "word", "weight": 0.3}, {"term": "陷", "kind": "char", "weight": 0.3}]
 
 
 def test_a_term_weighs_its_net_push_and_only_positive_terms_are_listed():
@@ -58,8 +49,7 @@ def test_demo_explanations_lead_with_words_and_name_each_term_once(demo_model, t
         terms = [e["term"] for e in explanation]
         assert explanation and len(terms) == len(set(terms)), terms
         assert len(terms[0]) >= 2, terms  # not a single character first (水 from 九水路)
-        # a single character stands alone only as a word of the text; lead copies are merged into the text's
-        assert all(e["kind"] == "word" for e in explanation if len(e["term"]) == 1), explanation
+        # the lead's copies are merged into the text's own terms
         assert all(not e["kind"].startswith("lead ") for e in explanation), explanation
         weights = [e["weight"] for e in explanation]
         assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)

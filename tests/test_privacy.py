@@ -94,10 +94,12 @@ def test_a_token_in_fewer_than_min_df_distinct_cases_stays_out_of_the_vocabulary
     assert "阿福" in vocabulary([*base, "阿福家门口路灯坏了", "阿福说井盖丢了"])
 
 
-def _feature(entry: dict[str, str]) -> str:
-    kind = entry["kind"]
-    name = WORD_PREFIX + entry["term"] if kind.endswith("word") else entry["term"]
-    return LEAD_PREFIX + name if kind.startswith("lead") else name
+def _features(entry: dict[str, str]) -> list[str]:
+    """The features an explanation term can stand for: a word, or two words shown without their space."""
+    kind, term = entry["kind"], entry["term"]
+    names = ([WORD_PREFIX + term] + [f"{WORD_PREFIX}{term[:i]} {term[i:]}" for i in range(1, len(term))]
+             if kind.endswith("word") else [term])
+    return [LEAD_PREFIX + n for n in names] if kind.startswith("lead") else names
 
 
 def test_an_explanation_never_names_a_term_from_a_single_training_case():
@@ -113,7 +115,7 @@ def test_an_explanation_never_names_a_term_from_a_single_training_case():
     shown = 0
     for text in ["豫海镇打车司机故意绕路多收钱", "清和街施工占道", "李旺镇煤改电以后屋里温度上不去"]:
         for entry in model.explain(text, "agency", n_terms=30):
-            assert cases[_feature(entry)] >= 2, entry
+            assert max(cases.get(f, 0) for f in _features(entry)) >= 2, entry
             shown += 1
     assert shown > 10
     assert np.all(vec.explainable(np.arange(len(vec.vocabulary_))) == np.array(

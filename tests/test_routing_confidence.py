@@ -203,11 +203,23 @@ def test_checking_guesses_refuses_bad_input(routed, tiny_model):
 
 def test_cli_check_guesses_on_the_written_held_out_cases(demo_store, capsys, tmp_path):
     # heldout.csv: 31 cases name no place and the county model gets ~10 % of them: no trust
-    args = ["check-guesses", str(DEMO_HELDOUT), "--text", "text", "--agency", "agency", "--store",
+    args = ["check-guesses", "--data", str(DEMO_HELDOUT), "--text", "text", "--agency", "agency", "--store",
             str(demo_store.path)]
     assert main([*args, "--json"]) == 0
     check = json.loads(capsys.readouterr().out)
     assert check["guessed"] >= 25 and check["trusted"] is False and check["saved_version"] is None
+    assert check["checked_version"] == demo_store.current()
+    # a district column as place hints: no case is left to a guess
+    held = read_table(DEMO_HELDOUT)
+    agencies = demo_store.load().model.directory_.agencies
+    held["区县"] = [agencies[a].county for a in held["agency"]]
+    with_district = tmp_path / "with_district.csv"
+    held.to_csv(with_district, index=False)
+    assert main(["check-guesses", "--data", str(with_district), "--text", "text", "--agency", "agency",
+                 "--place-column", "区县", "--model", "current", "--store", str(demo_store.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["guessed"] == 0
+    assert main([*args, "--model", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
     assert main([*args, "--promote"]) == 2
     assert "--promote needs --save" in capsys.readouterr().err
     # --save writes the checked model as a new version, its check in the manifest, not made current

@@ -6,8 +6,8 @@ default such a guess always asks for review.  ``hotline check-guesses`` measures
 the model never trained on (a recent export, with its agencies) and trusts them only when the ones that reach
 the review threshold were right at least that often (the 95 % interval's lower end, on at least 30 cases):
 
-    hotline check-guesses recent.xlsx --text 留言详情 --agency 承办单位 [--place 区县] [--threshold 0.5] \\
-        [--version VERSION] [--save [--promote]]
+    hotline check-guesses --data recent.xlsx --text 留言详情 --agency 承办单位 [--place-column 区县] \\
+        [--threshold 0.5] [--model VERSION] [--save [--promote]]
 
 ``--save`` writes the checked model as a new version (the check is in its manifest, ``data.directory.
 place_guess_check``); a later check replaces it.  ``check_place_guesses(model, data, ...)`` from Python.
@@ -42,7 +42,7 @@ def check_place_guesses(model: Any, data: pd.DataFrame | str | Path, text: str, 
     missing = [c for c in (text, agency, place) if c and c not in df.columns]
     if missing:
         raise MissingColumnError(f"column(s) {missing} not in the data; its columns are {list(df.columns)}. Name "
-                                 "the right ones with --text / --agency / --place")
+                                 "the right ones with --text / --agency / --place-column")
     rows = df[df[text].notna() & df[text].astype(str).str.strip().ne("")
               & df[agency].notna() & df[agency].astype(str).str.strip().ne("")]
     if rows.empty:
@@ -56,22 +56,24 @@ def check_place_guesses(model: Any, data: pd.DataFrame | str | Path, text: str, 
 
 
 def add_command(sub: Any) -> None:
+    from .cli import _store_arg, add_data_file, add_model_option
+
     p = sub.add_parser("check-guesses", help="check the county model's guesses on labeled held-out cases "
                        "before trusting them without review",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path, help="labeled cases the model never trained on")
-    p.add_argument("--text", required=True, help="column holding the complaint text")
-    p.add_argument("--agency", required=True, help="column holding the agency that handled the case")
-    p.add_argument("--place", help="column of place hints (the export's district field)")
+    add_data_file(p, "labeled cases the model never trained on: CSV (UTF-8 or GBK), XLSX, JSONL or Parquet")
+    p.add_argument("--text", required=True, metavar="COLUMN", help="column holding the complaint text")
+    p.add_argument("--agency", required=True, metavar="COLUMN",
+                   help="column holding the agency that handled the case")
+    p.add_argument("--place-column", "--place", dest="place_column", metavar="COLUMN",
+                   help="column of place hints (the export's district field), as the service takes them")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="the agency's review threshold the guesses must live up to (default 0.5)")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
-    p.add_argument("--version", help="model version (default: the current one)")
+    add_model_option(p)
     p.add_argument("--save", action="store_true", help="save the checked model as a new version")
     p.add_argument("--promote", action="store_true", help="with --save: make the new version current")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    from .cli import _store_arg
-
     _store_arg(p)
     p.set_defaults(func=cmd_check_guesses)
 
@@ -83,7 +85,7 @@ def cmd_check_guesses(args: argparse.Namespace) -> int:
     if args.promote and not args.save:
         raise ConfigError("--promote needs --save (it promotes the version --save writes)")
     stored = load_for_cli(args)
-    check = check_place_guesses(stored.model, args.data, text=args.text, agency=args.agency, place=args.place,
+    check = check_place_guesses(stored.model, args.data, text=args.text, agency=args.agency, place=args.place_column,
                                 threshold=args.threshold, encoding=args.encoding)
     version = None
     if args.save:

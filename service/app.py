@@ -218,11 +218,14 @@ def create_app(
             return JSONResponse({"ready": False, "model_version": current.version, "decision_log": log_state,
                                  "detail": f"probe prediction failed: {type(exc).__name__}: {exc}"}, 503)
         workers = worker_states(current)
+        expected = versions.workers if versions is not None else 1
         target = (versions.target() if versions is not None else None) or current.version
         on_target = sum(w.version == target for w in workers)
-        if on_target < len(workers):  # a switch in progress, or a worker that could not switch (its log says why)
-            log_detail = "; ".join(filter(None, [f"switching to {target}: {on_target} of {len(workers)} workers "
-                                                 "serve it", log_detail]))
+        if on_target < expected:  # a switch in progress, a worker that could not switch (its log says why) or one
+            # being replaced
+            log_detail = "; ".join(filter(None, [f"switching to {target}: {on_target} of {expected} workers "
+                                                 "serve it" if on_target < len(workers) else
+                                                 f"{len(workers)} of {expected} workers running", log_detail]))
         # a degraded log does not stop predictions: still ready, and says why
         return {"ready": True, "model_version": current.version, "decision_log": log_state, "detail": log_detail,
                 "workers": [_worker_info(w) for w in workers]}

@@ -148,7 +148,8 @@ def read_response(s: socket.socket, data: bytes = b"") -> bytes:
     while b"\r\n\r\n" not in data:
         data += s.recv(65536)
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
     while len(rest) < length:
         rest += s.recv(65536)
     return head + b"\r\n\r\n" + rest

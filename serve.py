@@ -14,8 +14,9 @@ the app's lifespan when the app is built without one.  A reload builds the new m
 single reference: every request reads that reference once, so it is answered by exactly one version.
 With several workers a reload in one worker becomes the service's version and the others follow (relayed by the
 supervisor); ``/admin/reload`` answers once they all serve it, a replacement worker serves it, and
-``kill -HUP <supervisor pid>`` has one worker reload the store's current version, the others following; set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so that
-``/metrics`` sums all workers (prometheus-client's multiprocess mode).
+``kill -HUP <supervisor pid>`` has one worker reload the store's current version, the others following.  Set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so that ``/metrics`` sums all workers (prometheus-client's
+multiprocess mode).
 """
 
 import sys

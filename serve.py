@@ -12,9 +12,11 @@ The code is in the ``service`` package (one concern per module); this file is it
 The model is loaded once: by ``serve()`` before the workers fork (they share its arrays copy-on-write), or by
 the app's lifespan when the app is built without one.  A reload builds the new model completely, then swaps a
 single reference: every request reads that reference once, so it is answered by exactly one version.
-With several workers a reload in one worker is relayed to the others through the supervisor (SIGHUP), and
-``kill -HUP <supervisor pid>`` reloads them all; set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so that
-``/metrics`` sums all workers (prometheus-client's multiprocess mode).
+With several workers a reload in one worker becomes the service's version and the others follow (relayed by the
+supervisor); ``/admin/reload`` answers once they all serve it, a replacement worker serves it, and
+``kill -HUP <supervisor pid>`` has one worker reload the store's current version, the others following.  Set
+``PROMETHEUS_MULTIPROC_DIR`` to an empty directory so that ``/metrics`` sums all workers (prometheus-client's
+multiprocess mode).
 """
 
 import sys

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .explanations import readable_terms
 from .features import ComplaintVectorizer
-from .text import NORMALIZATION_VERSION, ComplaintTokenizer
+from .text import NORMALIZATION_VERSION, ComplaintTokenizer, is_blank
 
 __all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
 
@@ -56,8 +56,9 @@ def check_texts(texts: Any, max_length: int) -> list[str]:
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise ComplaintInputError(f"text #{i} is {type(t).__name__}, expected str")
-        if not t.strip():
-            raise EmptyTextError(f"text #{i} is empty or whitespace only; send the complaint's text")
+        if is_blank(t):
+            raise EmptyTextError(f"text #{i} is empty or whitespace only (invisible and control characters count "
+                                 "as whitespace); send the complaint's text")
         if len(t) > max_length:
             raise TextTooLongError(
                 f"text #{i} has {len(t):,} characters; the limit is {max_length:,}. Shorten it or raise "

@@ -23,6 +23,7 @@ __all__ = [
     "PLACEHOLDERS",
     "NORMALIZATION_VERSION",
     "normalize",
+    "is_blank",
     "mask_pii",
     "ComplaintTokenizer",
     "read_dictionary",
@@ -166,6 +167,21 @@ def normalize(text: str, version: int = NORMALIZATION_VERSION) -> str:
         text = _TAG.sub(" ", text)  # entities such as &lt;br&gt; may unescape into tags
     text = _SPACE.sub(" ", text).strip().lower()
     return _mask_contacts(text) if version < 3 else _mask_personal(text)
+
+
+def is_blank(text: str) -> bool:
+    """Nothing for a model to read: the text is empty, or whitespace, invisible format characters (zero-width
+    space, BOM, direction marks) and control characters (NUL) only, as normalized (so markup alone, ``<br>``,
+    and Excel's ``_x000D_`` escapes of line breaks are blank too).  Training drops such rows ("empty text") and
+    prediction refuses them, so both treat them alike."""
+    for ch in text:
+        if unicodedata.category(ch)[0] not in "ZC":
+            break
+    else:
+        return True
+    if "<" not in text and "&" not in text and "_x" not in text:
+        return False  # normalization removes no visible character from this text
+    return all(unicodedata.category(ch)[0] in "ZC" for ch in normalize(text))
 
 
 def _unescape_ooxml(m: re.Match[str]) -> str:

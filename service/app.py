@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,15 +12,16 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.auth import key_dependency, metrics_key_dependency
 from service.decisions import DecisionRecorder
 from service.docs import add_docs
 from service.errors import on_http_error, on_validation_error
 from service.feedback import feedback_router
+from service.hints import hint_warnings
+from service.limits import BodyLimits
 from service.loading import LoadedModel, ModelHolder, load_model, routing_info
 from service.metrics import ServiceMetrics
 from service.middleware import RequestLog
@@ -40,8 +40,10 @@ from service.schemas import (
     PredictResponse,
     ReadyResponse,
     ReloadResponse,
+    WorkerInfo,
 )
 from service.settings import MAX_TOP_K, ServiceSettings
+from service.worker_versions import WorkerState, WorkerVersions
 
 log = logging.getLogger("hotline.serve")
 
@@ -51,11 +53,13 @@ def create_app(
     settings: ServiceSettings | None = None,
     loaded: LoadedModel | None = None,
     on_reload: Callable[[LoadedModel], None] | None = None,
+    versions: WorkerVersions | None = None,
 ) -> FastAPI:
     """Build the service.  ``loaded``: a model already loaded (by the supervisor, before forking); otherwise
-    the lifespan loads the store's current version.  ``on_reload``: called after a successful admin reload."""
+    the lifespan loads the store's current version.  ``on_reload``: called after a successful admin reload.
+    ``versions``: with several workers, the shared record of each worker's version (``runner._supervise``)."""
     settings = settings or ServiceSettings()
-    holder = ModelHolder(settings, loaded)
+    holder = ModelHolder(settings, loaded, versions)
     metrics = ServiceMetrics()
     coalescer = Coalescer(metrics)
     recorder = DecisionRecorder(settings, metrics) if settings.decision_log else None
@@ -64,11 +68,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if holder.current is None:
-            holder.current = load_model(settings)
+        current = holder.current or load_model(settings)
+        holder.set_current(current)  # with several workers: reported to the others
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        metrics.set_model(holder.current.version)
-        log.info(json.dumps({"event": "model_loaded", "version": holder.current.version, "pid": os.getpid()}))
+        metrics.set_model(current.version)
+        log.info(json.dumps({"event": "model_loaded", "version": current.version, "pid": os.getpid()}))
         if recorder is not None and refresher is not None:
             await anyio.to_thread.run_sync(recorder.open)
             refresher.start()
@@ -94,22 +98,14 @@ def create_app(
     app.state.settings = settings
     app.state.recorder = recorder
     app.state.quality_refresher = refresher
-    app.add_middleware(RequestLog, metrics=metrics, max_request_bytes=settings.max_request_bytes)
+    # the last added runs first: the request log sees the limits' 413 and 408 too
+    app.add_middleware(BodyLimits, max_bytes=settings.max_request_bytes, timeout=settings.body_timeout_seconds)
+    app.add_middleware(RequestLog, metrics=metrics)
 
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key")
-
-    def _require(expected: SecretStr | None, given: str | None, what: str) -> None:
-        if expected is None:
-            return
-        if given is None or not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
-            raise HTTPException(401, detail=f"missing or wrong {what} key: send it in the X-API-Key header",
-                                headers={"WWW-Authenticate": "X-API-Key"})
-
-    async def client_key(key: Annotated[str | None, Depends(key_header)]) -> None:
-        _require(settings.api_key, key, "API")
-
-    async def admin_key(key: Annotated[str | None, Depends(key_header)]) -> None:
-        _require(settings.admin_api_key, key, "admin API")
+    client_key = key_dependency(settings.api_key, "API")
+    admin_key = key_dependency(settings.admin_api_key, "admin API")
+    metrics_key = (metrics_key_dependency(settings.metrics_api_key, "metrics API") if settings.metrics_api_key
+                   else metrics_key_dependency(settings.api_key, "API"))
 
     async def serving_model() -> LoadedModel:
         current = holder.current
@@ -117,8 +113,14 @@ def create_app(
             raise HTTPException(503, detail="no model is loaded yet; retry shortly")
         return current
 
+    def worker_states(current: LoadedModel) -> list[WorkerState]:
+        if versions is None:
+            return [WorkerState(pid=os.getpid(), version=current.version, since=current.loaded_at)]
+        return versions.states()
+
     Model = Annotated[LoadedModel, Depends(serving_model)]
     client_auth = [Depends(client_key)] if settings.api_key is not None else []
+    metrics_auth = [Depends(metrics_key)] if (settings.metrics_api_key or settings.api_key) is not None else []
 
     @app.post("/predict", response_model=PredictResponse, dependencies=client_auth,
               responses={**ERRORS, **(AUTH_ERRORS if client_auth else {})})
@@ -137,6 +139,9 @@ def create_app(
             raise HTTPException(422, detail=f"text {problem[1]}")
         place = body.place if body.place is not None else current.default_place
         result = await coalescer.predict(current, body.text, place, body.top_k, body.targets, body.explain)
+        warnings = hint_warnings(current.model, body.place)
+        if warnings is not None:
+            result = {**result, "warnings": warnings}
         metrics.observe_predictions([result])
         if recorder is not None:
             recorder.record(current, [result], [body.case_id or info["request_id"]], info["request_id"],
@@ -179,7 +184,8 @@ def create_app(
                 if isinstance(p, ItemError):
                     results[i]["error"] = {"type": p.type, "message": f"item {items[i].id!r}: {p.message}"}
                 else:
-                    results[i]["prediction"] = p
+                    warnings = hint_warnings(current.model, items[i].place)
+                    results[i]["prediction"] = p if warnings is None else {**p, "warnings": warnings}
                     ok.append(p)
                     ok_items.append(items[i])
             metrics.observe_predictions(ok)
@@ -211,8 +217,18 @@ def create_app(
         except Exception as exc:  # the model is loaded but cannot answer: not ready, and say why
             return JSONResponse({"ready": False, "model_version": current.version, "decision_log": log_state,
                                  "detail": f"probe prediction failed: {type(exc).__name__}: {exc}"}, 503)
+        workers = worker_states(current)
+        expected = versions.workers if versions is not None else 1
+        target = (versions.target() if versions is not None else None) or current.version
+        on_target = sum(w.version == target for w in workers)
+        if on_target < expected:  # a switch in progress, a worker that could not switch (its log says why) or one
+            # being replaced
+            log_detail = "; ".join(filter(None, [f"switching to {target}: {on_target} of {expected} workers "
+                                                 "serve it" if on_target < len(workers) else
+                                                 f"{len(workers)} of {expected} workers running", log_detail]))
         # a degraded log does not stop predictions: still ready, and says why
-        return {"ready": True, "model_version": current.version, "decision_log": log_state, "detail": log_detail}
+        return {"ready": True, "model_version": current.version, "decision_log": log_state, "detail": log_detail,
+                "workers": [_worker_info(w) for w in workers]}
 
     @app.get("/model", response_model=ModelInfo, dependencies=client_auth,
              responses={503: ERRORS[503], **(AUTH_ERRORS if client_auth else {})})
@@ -237,10 +253,12 @@ def create_app(
             "routing": routing_info(current.model),
         }
 
-    @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    @app.get("/metrics", response_class=Response, dependencies=metrics_auth,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                        **(AUTH_ERRORS if metrics_auth else {})})
     def prometheus_metrics() -> Response:
-        """Prometheus metrics of this worker process."""
+        """Prometheus metrics (every worker's with PROMETHEUS_MULTIPROC_DIR).  With HOTLINE_METRICS_API_KEY (or
+        else HOTLINE_API_KEY) set, the key is needed: in X-API-Key or as Authorization: Bearer."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     if recorder is not None:
@@ -251,9 +269,13 @@ def create_app(
 
         @app.post("/admin/reload", response_model=ReloadResponse, dependencies=[Depends(admin_key)],
                   responses={**AUTH_ERRORS, 409: {"model": ReloadResponse,
-                                                   "description": "the load failed; the old model still serves"}})
+                                                   "description": "the load failed; the old model still serves"},
+                             202: {"model": ReloadResponse, "description": "this worker switched; not every "
+                                   "other worker had within HOTLINE_RELOAD_TIMEOUT_SECONDS (`workers` says which)"}})
         def reload_model(request: Request) -> Any:
-            """Load the store's current version and swap it in; a failed load keeps the old model serving."""
+            """Load the store's current version and swap it in; a failed load keeps the old model serving.  With
+            several workers, the answer comes once every worker serves the new version (200), or after
+            HOTLINE_RELOAD_TIMEOUT_SECONDS with each worker's version (202: the switch is in progress)."""
             old = holder.current
             try:
                 previous, new = holder.reload()
@@ -268,10 +290,28 @@ def create_app(
             metrics.reloads.labels("ok").inc()
             metrics.set_model(new.version)
             request.scope["hotline"]["model_version"] = new.version
+            if versions is not None:
+                versions.set_target(new.version)  # the service's version: siblings and replacements follow it
             if on_reload is not None:
                 on_reload(new)
-            return {"reloaded": True, "version": new.version,
-                    "previous_version": previous.version if previous else None}
+            complete, workers = True, worker_states(new)
+            if versions is not None:
+                complete, workers = versions.wait_for(new.version, settings.reload_timeout_seconds)
+            body = ReloadResponse(reloaded=True, version=new.version,
+                                  previous_version=previous.version if previous else None, complete=complete,
+                                  workers=[WorkerInfo(**_worker_info(w)) for w in workers])
+            if complete:
+                return body
+            switched = sum(w.version == new.version for w in workers)
+            expected = versions.workers if versions is not None else len(workers)
+            body.detail = (f"switch in progress: {switched} of {expected} workers serve {new.version} after "
+                           f"{settings.reload_timeout_seconds:g} s (HOTLINE_RELOAD_TIMEOUT_SECONDS); GET /ready lists "
+                           "each worker's version, and their log says why one cannot switch")
+            return JSONResponse(body.model_dump(mode="json"), 202)
 
     return app
+
+
+def _worker_info(w: WorkerState) -> dict[str, Any]:
+    return {"pid": w.pid, "version": w.version, "since": datetime.fromtimestamp(w.since, UTC)}
 

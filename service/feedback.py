@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from classifier.errors import DecisionLogError, UnknownCaseError
+from classifier.text import is_blank
 from live.log import Correction, CorrectionResult
 from service.decisions import DecisionRecorder
 from service.loading import LoadedModel
@@ -50,9 +51,9 @@ def _unavailable(exc: DecisionLogError) -> HTTPException:
 
 def _check_texts(items: list[CorrectionRequest], limit: int) -> None:
     for item in items:
-        if item.text is not None and (not item.text.strip() or len(item.text) > limit):
+        if item.text is not None and (is_blank(item.text) or len(item.text) > limit):
             raise HTTPException(422, detail=f"case {item.case_id!r}: text must be 1 to {limit:,} characters and "
-                                "not only whitespace")
+                                "not only whitespace or invisible characters")
 
 
 def feedback_router(recorder: DecisionRecorder, serving_model: Callable[..., Any], auth: list[Any],

@@ -13,7 +13,9 @@ from typing import Any
 from classifier.errors import ComplaintInputError
 from classifier.routing import routes
 from classifier.store import ModelStore
+from service.hints import unusable_place
 from service.settings import ServiceSettings
+from service.worker_versions import WorkerVersions
 
 log = logging.getLogger("hotline.serve")
 
@@ -31,12 +33,13 @@ class LoadedModel:
     default_place: str | None = None  # HOTLINE_DEFAULT_PLACE, checked against this model's directory
 
 
-def load_model(settings: ServiceSettings, store: ModelStore | None = None) -> LoadedModel:
-    """Verify, unpickle and warm up the store's current version; check it against the settings."""
+def load_model(settings: ServiceSettings, store: ModelStore | None = None, version: str | None = None) -> LoadedModel:
+    """Verify, unpickle and warm up a version (default: the store's current one); check it against the
+    settings."""
     store = store or ModelStore(settings.model_store)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stored = store.load(strict=settings.strict_versions)
+        stored = store.load(version, strict=settings.strict_versions)
     for w in caught:
         log.warning(json.dumps({"event": "model_warning", "version": stored.version, "message": str(w.message)},
                                ensure_ascii=False))
@@ -76,8 +79,7 @@ def _check_default_place(place: str, model: Any, version: str) -> None:
     if not routes(model):
         raise ComplaintInputError(f"HOTLINE_DEFAULT_PLACE={place!r} needs a routing model; model version "
                                   f"{version!r} has no routing directory; unset it or serve a routing model")
-    match = model.resolve_place(place)
-    if match.county is None and match.level != "city":
+    if unusable_place(model, place):
         raise ComplaintInputError(f"HOTLINE_DEFAULT_PLACE={place!r} names no county, town or city of model version "
                                   f"{version!r}'s routing directory")
 
@@ -96,34 +98,63 @@ def freeze_heap(refreeze: bool = False) -> None:
 
 
 class ModelHolder:
-    """The reference to the serving model; reloads are serialized, reads are a single attribute load."""
+    """The reference to the serving model; reloads are serialized, reads are a single attribute load.
 
-    def __init__(self, settings: ServiceSettings, loaded: LoadedModel | None = None) -> None:
+    With several workers (``versions``), every swap is reported to the shared record of worker versions."""
+
+    def __init__(self, settings: ServiceSettings, loaded: LoadedModel | None = None,
+                 versions: WorkerVersions | None = None) -> None:
         self.settings = settings
         self.current: LoadedModel | None = loaded
-        self._reload_lock = threading.Lock()
+        self.versions = versions
+        self._reload_lock = threading.RLock()
 
-    def reload(self) -> tuple[LoadedModel | None, LoadedModel]:
-        """Load the store's current version and swap it in; on any failure the old model keeps serving."""
+    def set_current(self, loaded: LoadedModel) -> None:
+        self.current = loaded
+        if self.versions is not None:
+            self.versions.report(loaded.version)
+
+    def reload(self, version: str | None = None) -> tuple[LoadedModel | None, LoadedModel]:
+        """Load a version (default: the store's current one) and swap it in; on any failure the old model keeps
+        serving."""
         with self._reload_lock:
             previous = self.current
-            new = load_model(self.settings)
-            self.current = new
+            new = load_model(self.settings, version=version)
+            self.set_current(new)
             if gc.get_freeze_count():  # serve() froze the first model: do the same for this one
                 freeze_heap(refreeze=True)
             return previous, new
 
-    def reload_if_changed(self) -> None:
-        """The SIGHUP path: reload only when the store's current version differs from the serving one."""
+    def reload_if_changed(self) -> LoadedModel | None:
+        """The SIGHUP path: reload only when the store's current version differs from the serving one; the new
+        model, or None (unchanged, or the load failed: logged, the old model keeps serving)."""
         try:
             current = ModelStore(self.settings.model_store).current()
             if self.current is not None and current == self.current.version:
-                return
+                return None
             previous, new = self.reload()
-            log.info(json.dumps({"event": "model_reloaded", "trigger": "signal", "pid": os.getpid(),
-                                 "previous_version": previous.version if previous else None,
-                                 "version": new.version}))
         except Exception as exc:  # keep serving the old model; say why
             log.error(json.dumps({"event": "model_reload_failed", "trigger": "signal", "pid": os.getpid(),
                                   "error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False))
+            return None
+        log.info(json.dumps({"event": "model_reloaded", "trigger": "signal", "pid": os.getpid(),
+                             "previous_version": previous.version if previous else None, "version": new.version}))
+        return new
+
+    def follow_target(self) -> None:
+        """With several workers: switch to the version the service switched to (``versions.target()``), when
+        this worker serves another one (a sibling's reload, or a worker forked before the switch)."""
+        with self._reload_lock:  # two signals in a row load the target once
+            target = self.versions.target() if self.versions is not None else None
+            if target is None or (self.current is not None and self.current.version == target):
+                return
+            try:
+                previous, new = self.reload(version=target)
+            except Exception as exc:  # keep serving; /ready and the reload's answer show this worker's version
+                log.error(json.dumps({"event": "model_reload_failed", "trigger": "sibling", "pid": os.getpid(),
+                                      "version": target, "error": f"{type(exc).__name__}: {exc}"},
+                                     ensure_ascii=False))
+                return
+        log.info(json.dumps({"event": "model_reloaded", "trigger": "sibling", "pid": os.getpid(),
+                             "previous_version": previous.version if previous else None, "version": new.version}))
 

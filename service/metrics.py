@@ -22,8 +22,10 @@ class ServiceMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=r,
         )
-        self.predictions = Counter("hotline_predictions", "Predicted labels by target and label",
-                                   ["target", "label"], registry=r)
+        # per target, not per label: at night one complaint moves a per-label counter, and the scrape would
+        # tell whoever reads /metrics what that caller complained about (the label mix is in the decision
+        # log's hotline_live_label_psi and GET /quality, aggregated over days)
+        self.predictions = Counter("hotline_predictions", "Predictions by target", ["target"], registry=r)
         self.texts = Counter("hotline_texts_classified", "Texts classified", registry=r)
         self.review = Counter("hotline_texts_needing_review", "Texts whose result needs review", registry=r)
         # with several workers (PROMETHEUS_MULTIPROC_DIR set) these gauges have one sample per worker (pid)
@@ -78,10 +80,13 @@ class ServiceMetrics:
 
     def observe_predictions(self, predictions: list[dict[str, Any]]) -> None:
         review = 0
+        per_target: dict[str, int] = {}
         for p in predictions:
-            for target, entry in p["targets"].items():
-                self.predictions.labels(target, entry["label"]).inc()
+            for target in p["targets"]:
+                per_target[target] = per_target.get(target, 0) + 1
             review += bool(p["needs_review"])
+        for target, n in per_target.items():
+            self.predictions.labels(target).inc(n)
         self.texts.inc(len(predictions))
         self.review.inc(review)
         with self._lock:

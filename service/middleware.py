@@ -1,4 +1,5 @@
-"""Request log, request ids, latency and the body-size limit: plain ASGI, no per-request task or body copy."""
+"""Request log, request ids and latency: plain ASGI, no per-request task or body copy (the body-size limit and
+the deadlines are in ``service.limits``)."""
 
 import json
 import logging
@@ -21,13 +22,11 @@ ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Call
 
 
 class RequestLog:
-    """One JSON log line and the metrics for each HTTP request; sets ``X-Request-ID``; refuses oversized
-    bodies (413) before they are read."""
+    """One JSON log line and the metrics for each HTTP request; sets ``X-Request-ID``."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_request_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_request_bytes = max_request_bytes
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -35,13 +34,10 @@ class RequestLog:
             return
         start = time.perf_counter()
         request_id = None
-        length = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
-            elif name == b"content-length":
-                length = value
         info: dict[str, Any] = {"request_id": request_id or uuid.uuid4().hex}
         scope["hotline"] = info  # the route adds text length, labels, model version
         status = 500
@@ -55,12 +51,7 @@ class RequestLog:
             await send(message)
 
         try:
-            if length is not None and _too_long(length, self.max_request_bytes):
-                await _send_error(send_with_id, 413, f"request body is {length.decode('latin-1')} bytes; the "
-                                  f"limit is {self.max_request_bytes:,} (HOTLINE_MAX_REQUEST_BYTES); split the "
-                                  "batch")
-            else:
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -70,18 +61,4 @@ class RequestLog:
             record = {"event": "request", **info, "method": scope["method"], "route": path, "status": status,
                       "latency_ms": round(elapsed * 1000, 3)}
             log.info(json.dumps(record, ensure_ascii=False))
-
-
-def _too_long(header: bytes, limit: int) -> bool:
-    try:
-        return int(header) > limit
-    except ValueError:
-        return False
-
-
-async def _send_error(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from classifier.errors import ComplaintInputError, PlaceHintError, UnknownTargetError
 from classifier.model import prediction_record
+from classifier.text import is_blank
 from service.loading import LoadedModel
 from service.metrics import ServiceMetrics
 from service.schemas import BatchItem, ItemError
@@ -30,8 +31,11 @@ def label_counts(predictions: list[dict[str, Any]]) -> dict[str, dict[str, int]]
 
 
 def text_problem(text: str, limit: int) -> tuple[str, str] | None:
-    if not text.strip():
-        return "empty_text", "is empty or whitespace only; send the complaint's text"
+    """(error type, what is wrong) for a text the model cannot classify, or None.  Blank means as the library
+    (and training) define it: zero-width, NUL and other invisible characters count as whitespace."""
+    if is_blank(text):
+        return "empty_text", ("is empty or whitespace only (invisible and control characters count as whitespace); "
+                              "send the complaint's text")
     if len(text) > limit:
         return "text_too_long", f"has {len(text):,} characters; the limit is {limit:,}"
     return None

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from classifier.errors import ComplaintInputError, ConfigError, ModelStoreError
 from classifier.store import ModelStore
@@ -23,6 +24,7 @@ from service.app import create_app
 from service.loading import LoadedModel, ModelHolder, freeze_heap, load_model
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
+from service.worker_versions import WorkerVersions
 
 log = logging.getLogger("hotline.serve")
 
@@ -95,6 +97,8 @@ def serve(settings: ServiceSettings) -> int:
     def say(msg: str) -> None:
         log.info(json.dumps({"event": "startup", "message": msg}, ensure_ascii=False))
 
+    for warning in settings.security_warnings():
+        log.warning(json.dumps({"event": "security_warning", "message": warning}, ensure_ascii=False))
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning(json.dumps({"event": "startup", "message": f"{settings.workers} workers without "
                                 "PROMETHEUS_MULTIPROC_DIR: /metrics shows only the worker that answers the scrape; "
@@ -120,57 +124,109 @@ def serve(settings: ServiceSettings) -> int:
         "docs at /docs")
     if settings.workers == 1:
         app = create_app(settings, loaded)
-        _on_sighup(app)
+        _on_signals(app)
         _uvicorn_server(app, settings).run(sockets=[sock])
         return 0
-    return _supervise(settings, loaded, sock)
+    first = [loaded]
+    del loaded  # the supervisor drops its model when it loads the next one for a replacement worker
+    return _supervise(settings, first, sock)
 
 
 def _uvicorn_server(app: FastAPI, settings: ServiceSettings) -> Any:
     import uvicorn
 
+    from service.limits import timed_protocol
+
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10, server_header=False)
+                            timeout_graceful_shutdown=10, server_header=False,
+                            http=timed_protocol(settings.header_timeout_seconds, settings.body_timeout_seconds))
     return uvicorn.Server(config)
 
 
-def _on_sighup(app: FastAPI) -> None:
+def _on_signals(app: FastAPI, relay: Callable[[], None] | None = None) -> None:
+    """SIGHUP: reload the store's current version if it changed.  With several workers (``relay``: tell the
+    supervisor) a successful reload becomes the service's version, and SIGUSR1 (a sibling switched) makes this
+    worker follow it.  Both load in a thread: the event loop keeps serving the old model meanwhile."""
     holder: ModelHolder = app.state.holder
     metrics: ServiceMetrics = app.state.metrics
 
-    def reload_in_thread(signum: int, frame: Any) -> None:
-        def run() -> None:
-            holder.reload_if_changed()
-            if holder.current is not None:
-                metrics.set_model(holder.current.version)
+    def in_thread(work: Callable[[], None]) -> Callable[[int, Any], None]:
+        def handler(signum: int, frame: Any) -> None:
+            def run() -> None:
+                work()
+                if holder.current is not None:
+                    metrics.set_model(holder.current.version)
 
-        threading.Thread(target=run, name="hotline-reload", daemon=True).start()
+            threading.Thread(target=run, name="hotline-reload", daemon=True).start()
 
-    signal.signal(signal.SIGHUP, reload_in_thread)
+        return handler
+
+    def reload() -> None:
+        new = holder.reload_if_changed()
+        if relay is None:
+            return
+        if new is not None and holder.versions is not None:
+            holder.versions.set_target(new.version)
+        relay()  # also when unchanged: a worker that failed to follow earlier tries again
+
+    signal.signal(signal.SIGHUP, in_thread(reload))
+    if relay is not None:
+        signal.signal(signal.SIGUSR1, in_thread(holder.follow_target))
 
 
-def _supervise(settings: ServiceSettings, loaded: LoadedModel, sock: socket.socket) -> int:
+def _supervise(settings: ServiceSettings, first: list[LoadedModel], sock: socket.socket) -> int:
     """Fork ``workers`` uvicorn servers sharing the listening socket and the loaded model (copy-on-write).
 
-    SIGTERM/SIGINT stop them; SIGHUP makes each reload the store's current version; a worker that dies is
-    replaced.  A reload through one worker's /admin/reload is relayed to the others by SIGHUP.
+    SIGTERM/SIGINT stop them.  SIGHUP asks one worker to reload the store's current version; a worker whose
+    reload succeeds (that one, or one asked by ``/admin/reload``) records the new version as the service's
+    (``WorkerVersions.target``) and sends SIGUSR1, which the supervisor passes to every worker: each switches to
+    that version.  A worker that dies is replaced by one serving the service's version, loaded by the
+    supervisor before it forks (so replacements share it); while that version cannot be loaded, the worker is
+    not replaced (retried every few seconds) rather than replaced by one serving an older version.
     """
     supervisor = os.getpid()
+    serving = first.pop()  # what the supervisor forks with (the only reference: replaced on a switch)
+    versions = WorkerVersions.create(settings.workers)
+    versions.set_target(serving.version)
     children: dict[int, int] = {}
+    vacant: dict[int, float] = {}  # slot -> when to try to fill it again
     stopping = False
 
-    def relay(new: LoadedModel) -> None:
-        os.kill(supervisor, signal.SIGHUP)
+    def relay() -> None:
+        os.kill(supervisor, signal.SIGUSR1)
+
+    def model_for_new_worker() -> LoadedModel | None:
+        nonlocal serving
+        target = versions.target()
+        if target is None or target == serving.version:
+            return serving
+        try:
+            serving = load_model(settings, version=target)
+        except Exception as exc:  # say why and retry; never fork a worker on an older version
+            log.error(json.dumps({"event": "worker_not_replaced", "version": target, "retry_in_s": 5,
+                                  "error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False))
+            return None
+        freeze_heap(refreeze=True)
+        log.info(json.dumps({"event": "supervisor_model_loaded", "version": target}))
+        return serving
 
     def spawn(slot: int) -> None:
+        model = model_for_new_worker()
+        if model is None:
+            vacant[slot] = time.monotonic() + 5
+            return
+        vacant.pop(slot, None)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                for s in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(s, signal.SIG_DFL)
-                app = create_app(settings, loaded, on_reload=relay)
-                _on_sighup(app)
+                for s in (signal.SIGHUP, signal.SIGUSR1):  # until its own handlers are in place
+                    signal.signal(s, signal.SIG_IGN)
+                app = create_app(settings, model, on_reload=lambda new: relay(), versions=versions)
+                _on_signals(app, relay)
+                app.state.holder.follow_target()  # a switch between the fork and the handlers
                 _uvicorn_server(app, settings).run(sockets=[sock])
             except BaseException:  # noqa: B036 - a worker must never return into the supervisor's loop
                 log.exception("worker failed")
@@ -182,43 +238,62 @@ def _supervise(settings: ServiceSettings, loaded: LoadedModel, sock: socket.sock
     def stop(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
+        vacant.clear()
         for pid in list(children):
             _kill(pid, signal.SIGTERM)
 
     def hup(signum: int, frame: Any) -> None:
+        if children:  # one worker reloads; if it switches, every worker follows (SIGUSR1)
+            _kill(min(children, key=lambda pid: children[pid]), signal.SIGHUP)
+
+    def usr1(signum: int, frame: Any) -> None:
         for pid in list(children):
-            _kill(pid, signal.SIGHUP)
+            _kill(pid, signal.SIGUSR1)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
+    signal.signal(signal.SIGUSR1, usr1)
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if metrics_dir:  # a previous run's files would be summed with ours
         for stale in Path(metrics_dir).glob("*.db"):
             stale.unlink()
-    for n in range(settings.workers):
-        spawn(n)
-    restarts: list[float] = []
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        dead = children.pop(pid, None)
-        if metrics_dir:
-            from prometheus_client import multiprocess
+    try:
+        for n in range(settings.workers):
+            spawn(n)
+        restarts: list[float] = []
+        while children or vacant:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG) if vacant else os.wait()
+            except ChildProcessError:
+                pid, status = 0, 0
+                if not vacant:
+                    break
+            if pid == 0:  # a vacant slot waits for a loadable model
+                time.sleep(0.2)
+                now = time.monotonic()
+                for slot, when in list(vacant.items()):
+                    if when <= now and not stopping:
+                        spawn(slot)
+                continue
+            dead = children.pop(pid, None)
+            versions.forget(pid)
+            if metrics_dir:
+                from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(pid)
-        if dead is None or stopping:
-            continue
-        now = time.monotonic()
-        restarts = [t for t in restarts if now - t < 60] + [now]
-        if len(restarts) > 5 * settings.workers:
-            log.error(json.dumps({"event": "workers_crashing", "message": "workers keep dying; stopping"}))
-            stop(signal.SIGTERM, None)
-            continue
-        log.warning(json.dumps({"event": "worker_died", "pid": pid, "status": status, "restarting": True}))
-        spawn(dead)
+                multiprocess.mark_process_dead(pid)
+            if dead is None or stopping:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > 5 * settings.workers:
+                log.error(json.dumps({"event": "workers_crashing", "message": "workers keep dying; stopping"}))
+                stop(signal.SIGTERM, None)
+                continue
+            log.warning(json.dumps({"event": "worker_died", "pid": pid, "status": status, "restarting": True}))
+            spawn(dead)
+    finally:
+        versions.remove()
     return 0
 
 
@@ -235,8 +310,11 @@ def _settings_from(args: argparse.Namespace) -> ServiceSettings:
     try:
         return ServiceSettings(**overrides)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
         raise SystemExit("error: refusing to start with these settings:\n" + "\n".join(lines)) from None
+    except SettingsError as exc:  # an environment value pydantic-settings cannot decode at all
+        raise SystemExit(f"error: refusing to start with these settings:\n  {exc}") from None
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:

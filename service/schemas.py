@@ -156,6 +156,13 @@ class Routing(ResponseBody):
                                "place, an unusable hint, no such agency in the directory); absent when it was")
 
 
+class PredictionWarning(ResponseBody):
+    type: Literal["place_hint_ignored"] = Field(description="place_hint_ignored: the request's place names no "
+                                                "county, town or city of the routing directory, so it decided "
+                                                "nothing (the place came from the text or the county model)")
+    message: str
+
+
 class Prediction(ResponseBody):
     # a routing wrapper (jurisdiction routing) adds keys to each result: they pass through
     model_config = ConfigDict(extra="allow")
@@ -164,6 +171,8 @@ class Prediction(ResponseBody):
     needs_review: bool = Field(description="true when any target's score is under its threshold")
     routing: Routing | None = Field(default=None, description="how the agency was routed; present only when the "
                                     "model is a routing model")
+    warnings: list[PredictionWarning] | None = Field(default=None, description="what in the request was not used, "
+                                                     "and why; absent when there is nothing to say")
 
 
 class PredictResponse(Prediction):
@@ -193,10 +202,18 @@ class HealthResponse(ResponseBody):
     status: Literal["ok"]
 
 
+class WorkerInfo(ResponseBody):
+    pid: int
+    version: str = Field(description="the model version this worker serves")
+    since: AwareDatetime = Field(description="when it started serving it")
+
+
 class ReadyResponse(ResponseBody):
     ready: bool
-    model_version: str | None = None
+    model_version: str | None = Field(default=None, description="the version of the worker that answered")
     detail: str | None = None
+    workers: list[WorkerInfo] | None = Field(default=None, description="every worker's version (one entry "
+                                             "per worker process); after a reload they all name the new one")
     decision_log: Literal["ok", "degraded", "off"] = Field(default="off", description="degraded: decisions cannot "
                                                            "be written now (they wait in memory; predictions go "
                                                            "on) and corrections get 503")
@@ -242,7 +259,11 @@ class ReloadResponse(ResponseBody):
     version: str | None = Field(default=None, description="the version serving now")
     previous_version: str | None = Field(default=None, description="the version that served before; absent when "
                                          "none did")
-    detail: str | None = Field(default=None, description="why a reload failed")
+    detail: str | None = Field(default=None, description="why a reload failed, or that the switch is in progress")
+    complete: bool = Field(default=True, description="every worker serves `version` (false: the switch is in "
+                           "progress or a worker could not switch; `workers` and GET /ready say which)")
+    workers: list[WorkerInfo] | None = Field(default=None, description="each worker's version when the answer "
+                                             "was given")
 
 
 class FieldError(ResponseBody):

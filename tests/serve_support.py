@@ -32,6 +32,26 @@ def tiny_classifier(seed: int = 7, calibration: str = "temperature",
     )
 
 
+class SlowToLoad:
+    """Ballast that makes a model take ``seconds`` to unpickle, as a real one does (the demo model ~4 s, a
+    Qingdao-sized one longer), so that what happens while a worker loads can be seen with a tiny model."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __getstate__(self) -> dict[str, float]:
+        return {"seconds": self.seconds}
+
+    def __setstate__(self, state: dict[str, float]) -> None:
+        self.seconds = state["seconds"]
+        time.sleep(self.seconds)
+
+
+def slow_to_load(model: ComplaintClassifier, seconds: float) -> ComplaintClassifier:
+    model.slow_to_load_ = SlowToLoad(seconds)  # type: ignore[attr-defined]
+    return model
+
+
 def tiny_store(path: Path, model: ComplaintClassifier) -> tuple[ModelStore, str]:
     """A store whose current version is ``model``."""
     store = ModelStore(path)

@@ -70,7 +70,8 @@ def test_responses_leave_optional_parts_out_and_times_are_iso(demo_store, capsys
     assert "county model inferred" in guessed["routing"]["reason"]
     assert named["routing"]["place"]["town"] == "李旺镇" and "reason" not in named["routing"]
     assert batch["results"] == [{"id": "a", "error": {"type": "empty_text", "message": "item 'a': text is empty or "
-                                                      "whitespace only; send the complaint's text"}}]
+                                                      "whitespace only (invisible and control characters count "
+                                                      "as whitespace); send the complaint's text"}}]
     assert "detail" not in ready and "null" not in json.dumps([info, guessed, named, batch, ready])
     # `hotline predict --json` gives the same shape, optional parts left out the same way
     main(["predict", "--json", "--store", str(demo_store.path), "路灯坏了好几天了"])

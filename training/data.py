@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from classifier.errors import DataFormatError, MissingColumnError, RareClassError, TrainingDataError
+from classifier.text import is_blank
 
 __all__ = ["read_table", "validate", "ValidationReport", "fingerprint", "default_targets", "SUPPORTED_FORMATS"]
 
@@ -260,7 +261,7 @@ def validate(
 
     not_text = data["text"].map(lambda v: not isinstance(v, str) and not _missing(v))
     data.loc[not_text, "text"] = data.loc[not_text, "text"].map(str)
-    drop(data["text"].map(_missing), "empty text")
+    drop(data["text"].map(lambda v: _missing(v) or is_blank(v)), "empty text")  # the service refuses them too
     if max_text_length is not None:
         drop(data["text"].map(len) > max_text_length, f"text longer than {max_text_length:,} characters")
     names = list(targets)

@@ -117,7 +117,8 @@ def _add_feedback(sub: Any) -> None:
                     "per row (blank labels are left out: an export may carry only the agency). Each row is "
                     "stored, replaces the same source's earlier correction (kept in the history), comes back "
                     "unchanged (imported before) or is refused with its row number and the reason.")
-    imp.add_argument("data", type=Path, metavar="FILE")
+    imp.add_argument("data", type=Path, metavar="FILE",
+                     help="the work-order export: CSV (UTF-8 or GBK), XLSX, JSONL, Parquet")
     imp.add_argument("--case-id", required=True, metavar="COLUMN",
                      help="column holding the case id the service predicted with (the work-order number)")
     imp.add_argument("--category", metavar="COLUMN", help="column holding the final category")
@@ -248,11 +249,11 @@ def _add_decisions(sub: Any) -> None:
     purge.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 180d, 12h, 4w")
     purge.add_argument("--texts-only", action="store_true",
                        help="only blank the stored (masked) texts older than that; keep the records")
-    purge.add_argument("--json", action="store_true")
+    purge.add_argument("--json", action="store_true", help="print what was removed as JSON")
     add_log_arguments(purge)
     purge.set_defaults(func=cmd_decisions_purge)
     stats = dsub.add_parser("stats", help="what the log holds")
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print the counts as JSON")
     add_log_arguments(stats)
     stats.set_defaults(func=cmd_decisions_stats)
 

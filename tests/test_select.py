@@ -163,7 +163,7 @@ def test_from_the_log_only_uncorrected_cases_with_a_stored_text_are_offered(pend
 
 
 def test_cli_writes_the_picks_with_reasons_and_empty_label_columns(demo_slice, slice_model, pending_log, tmp_path,
-                                                                  capsys):
+                                                                  capsys, monkeypatch):
     store = ModelStore(tmp_path / "store")
     slice_model.validation_report = None
     save_model(slice_model, store)
@@ -184,10 +184,14 @@ def test_cli_writes_the_picks_with_reasons_and_empty_label_columns(demo_slice, s
     assert main(["select", "--from-log", pending_log.url.removeprefix("sqlite:///"), "--budget", "5", "--out",
                  str(out), "--store", str(store.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["picks"] == 2
+    # alone, --from-log reads the service's log: $HOTLINE_DECISION_LOG_URL
+    monkeypatch.setenv("HOTLINE_DECISION_LOG_URL", pending_log.url)
+    assert main(["select", "--from-log", "--budget", "5", "--out", str(out), "--store", str(store.path)]) == 0
+    assert "chose 2 of 2 cases" in capsys.readouterr().out
     for args, message in ((["--data", str(data), "--budget", "2"], "--data needs --text COLUMN"),
                           (["--data", str(data), "--text", "x", "--budget", "2"], "--text: column 'x' not in"),
                           (["--data", str(data), "--text", "内容", "--budget", "0"], "budget must be a whole number"),
-                          (["--from-log", str(tmp_path / "none.sqlite"), "--budget", "2"], "decision log not found")):
+                          (["--from-log", str(tmp_path / "none.sqlite"), "--budget", "2"], "no decision log at")):
         assert main(["select", *args, "--out", str(out), "--store", str(store.path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err

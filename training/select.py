@@ -259,8 +259,9 @@ def add_command(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, metavar="FILE", help="unlabeled cases: CSV (UTF-8 or GBK), XLSX, JSONL, "
                                                               "Parquet")
-    src.add_argument("--from-log", metavar="URL_OR_FILE",
-                     help="the decision log's cases no correction has reached (needs their stored texts)")
+    src.add_argument("--from-log", nargs="?", const=True, metavar="URL_OR_FILE",
+                     help="the decision log's cases no correction has reached (needs their stored texts): its URL "
+                          "or SQLite file; alone, $HOTLINE_DECISION_LOG_URL, else decisions.sqlite in the store")
     p.add_argument("--text", metavar="COLUMN", help="column holding the complaint text (with --data)")
     p.add_argument("--id", dest="id_column", metavar="COLUMN", help="case-id column to carry into the output")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
@@ -296,16 +297,6 @@ def _date(raw: str | None, flag: str) -> datetime | None:
     return parsed.to_pydatetime()
 
 
-def _log_url(raw: str) -> str:
-    if "://" in raw:
-        return raw
-    path = Path(raw)
-    if not path.is_file():
-        raise ConfigError(f"decision log not found: {raw}; give its database URL (sqlite:///..., "
-                          "postgresql+psycopg://...) or its SQLite file")
-    return f"sqlite:///{path.resolve()}"
-
-
 def cmd_select(args: argparse.Namespace) -> int:
     import json
 
@@ -332,9 +323,11 @@ def cmd_select(args: argparse.Namespace) -> int:
         if (~has).any():
             selection.notes.append(f"{int((~has).sum())} rows without text were not considered")
     else:
-        from live.log import DecisionLog
+        from .feedback_cli import open_decision_log
 
-        log = DecisionLog(_log_url(args.from_log), migrate_schema=False)
+        if args.from_log is not True:  # a URL, or a SQLite file's path
+            args.log = args.from_log if "://" in args.from_log else f"sqlite:///{Path(args.from_log).resolve()}"
+        log = open_decision_log(args)
         try:
             selection = select_from_log(model, log, args.budget, since=_date(args.since, "--since"),
                                         until=_date(args.until, "--until"), **options)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ConfigError
 from .text import NORMALIZATION_VERSION
 
-__all__ = ["FeatureConfig", "ModelConfig", "TrainingConfig", "load_config"]
+__all__ = ["FeatureConfig", "ModelConfig", "RecencyConfig", "TrainingConfig", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -71,11 +71,29 @@ class ModelConfig(_Strict):
     max_iter: int = Field(default=2000, ge=10)
 
 
+class RecencyConfig(_Strict):
+    """How much old cases count (``training.recency``); both off by default.  Measured from the newest case in
+    the training data, so they need each case's date (``--time``, or the corrections' times)."""
+
+    # a case this many days older than the newest counts half (None: every case counts the same)
+    half_life_days: float | None = Field(default=None, gt=0.0)
+    # per target: a label no case has named for this many days is retired from the label set
+    retire_after_days: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _positive(self) -> RecencyConfig:
+        bad = {t: d for t, d in self.retire_after_days.items() if not d > 0}
+        if bad:
+            raise ValueError(f"retire_after_days must be longer than 0 days, got {bad}")
+        return self
+
+
 class TrainingConfig(_Strict):
     """Everything that decides what ``train`` produces; saved in the model's manifest."""
 
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
+    recency: RecencyConfig = RecencyConfig()
     # validation and evaluation
     test_size: float = Field(default=0.2, ge=0.0, lt=1.0)
     cv_folds: int = Field(default=0, ge=0, le=20)

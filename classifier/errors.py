@@ -17,6 +17,7 @@ __all__ = [
     "UnknownTargetError",
     "TrainingDataError",
     "MissingColumnError",
+    "TimeColumnError",
     "RareClassError",
     "DataFormatError",
     "ConfigError",
@@ -73,6 +74,10 @@ class MissingColumnError(TrainingDataError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TimeColumnError(TrainingDataError):
+    """A time column (``--time``) has missing or unreadable dates."""
 
 
 class RareClassError(TrainingDataError):

@@ -160,12 +160,16 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
     def fit(self, X: sp.csr_matrix, y: Sequence[str], char_columns: np.ndarray | None = None,
-            lead_columns: np.ndarray | None = None) -> TargetHead:
+            lead_columns: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> TargetHead:
         """``char_columns``: a boolean mask of the features that are char n-grams (the vectorizer's
         ``is_char_``); without it the head is a single SVM.  ``lead_columns`` (``is_lead_``): the features of
         the text's first characters; a fused head gives them to its word view, a single SVM leaves them out
-        (with a few cases per class their weights learn a caller's greeting, not the problem: BENCHMARKS.md)."""
+        (with a few cases per class their weights learn a caller's greeting, not the problem: BENCHMARKS.md).
+        ``sample_weight``: how much each case counts (recent cases more: ``training.recency``), in every SVM,
+        the naive Bayes counts, the view weights and the temperature; scaled to a mean of 1, so the
+        regularization ``C`` means what it means without weights."""
         labels = np.asarray(y, dtype=object)
+        weight = _sample_weight(sample_weight, len(labels))
         classes = np.unique(labels)
         if len(classes) < 2:
             raise TrainingDataError(
@@ -180,23 +184,23 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         lead = np.zeros(X.shape[1], dtype=bool) if lead_columns is None else np.asarray(lead_columns, dtype=bool)
         if self._fuses(labels, folds, char_columns):
             assert char_columns is not None
-            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool), lead)
+            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool), lead, weight)
         width = X.shape[1]
         kept = np.flatnonzero(~lead) if lead.any() else None
         if kept is not None:
             X = X.tocsr()[:, kept]
         # the fold models and the final one are independent: liblinear releases the GIL, so threads run them
         # on all cores without copying X
-        fits = [(X[train], labels[train]) for train, _ in folds] + [(X, labels)]
+        fits = [(X[train], labels[train], _take(weight, train)) for train, _ in folds] + [(X, labels, weight)]
         workers = min(len(fits), _threads(getattr(self, "n_jobs", 1)))
         with _quiet_liblinear():  # warning filters are process-wide: set once here, not in each thread
             if workers > 1:
                 with ThreadPoolExecutor(workers) as pool:
-                    models = list(pool.map(lambda xy: self._svm().fit(*xy), fits))
+                    models = list(pool.map(lambda xyw: self._svm().fit(*xyw), fits))
             else:
-                models = [self._svm().fit(*xy) for xy in fits]
+                models = [self._svm().fit(*xyw) for xyw in fits]
         if folds:
-            scores, truth = [], []
+            scores, truth, tested = [], [], []
             for (_, test), svm in zip(folds, models):
                 fold_classes = svm.classes_
                 coef, intercept = _as_multiclass(svm, len(fold_classes))
@@ -206,7 +210,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 full[:, np.searchsorted(self.classes_, fold_classes)] = fold_scores
                 scores.append(full)
                 truth.append(np.searchsorted(self.classes_, labels[test]))
-            self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth))
+                tested.append(test)
+            self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth),
+                                                 _take(weight, np.concatenate(tested)))
         self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
         if kept is not None:  # back to the vectorizer's width: the lead columns weigh nothing
             coef = np.zeros((width, len(classes)), dtype=np.float32)
@@ -240,7 +246,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return bool(np.median(counts) >= FUSION_MIN_MEDIAN_CLASS)
 
     def _fit_fused(self, X: sp.csr_matrix, labels: np.ndarray, folds: list, is_char: np.ndarray,
-                   lead: np.ndarray) -> TargetHead:
+                   lead: np.ndarray, weight: np.ndarray | None = None) -> TargetHead:
         X = X.tocsr()
         # the word view takes the lead's blocks too: its fitted weight decides how much they count
         every = {"all": np.arange(X.shape[1]), "word": np.flatnonzero(~is_char), "char": np.flatnonzero(is_char)}
@@ -252,7 +258,8 @@ class TargetHead(ClassifierMixin, BaseEstimator):
 
         def fit_svm(job: tuple[int, int]) -> LinearSVC:
             k, b = job
-            return self._svm().fit(X[parts[k][0]][:, blocks[b]], labels[parts[k][0]])
+            rows = parts[k][0]
+            return self._svm().fit(X[rows][:, blocks[b]], labels[rows], sample_weight=_take(weight, rows))
 
         workers = min(len(jobs), _threads(getattr(self, "n_jobs", 1)))
         with _quiet_liblinear():
@@ -271,7 +278,8 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
                 coef[blocks[b]] = coef_b
                 views.append((coef, icpt.astype(np.float64)))
-            nb = MultinomialNB(alpha=_NB_ALPHA).fit(X[parts[k][0]][:, nb_columns], labels[parts[k][0]])
+            nb = MultinomialNB(alpha=_NB_ALPHA).fit(X[parts[k][0]][:, nb_columns], labels[parts[k][0]],
+                                                    sample_weight=_take(weight, parts[k][0]))
             log_prob = nb.feature_log_prob_.T
             # centred per feature: adding the same number to every class changes no probability, and a
             # feature's weight then says how much it favours a class over the average (explanations)
@@ -281,12 +289,14 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             return views
 
         truth = np.searchsorted(self.classes_, labels)
-        oof_scores, oof_truth = [], []
+        oof_scores, oof_truth, oof_rows = [], [], []
         for k, (_, test) in enumerate(folds):
             oof_scores.append(np.stack([np.asarray(X[test] @ c, dtype=np.float64) + b
                                         for c, b in linear_views(k)], axis=1))
             oof_truth.append(truth[test])
-        weights = _fit_view_weights(np.vstack(oof_scores), np.concatenate(oof_truth))
+            oof_rows.append(test)
+        weights = _fit_view_weights(np.vstack(oof_scores), np.concatenate(oof_truth),
+                                    _take(weight, np.concatenate(oof_rows)))
         if not np.any(weights > 0):  # degenerate out-of-fold scores: the plain sum rather than no model
             weights = np.ones_like(weights)
         final = linear_views(len(folds))
@@ -370,12 +380,33 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_view_weights(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """Case weights as float64 scaled to a mean of 1 (None stays None: every case counts once)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise TrainingDataError(f"sample_weight has shape {w.shape} for {n} cases; give one weight per case")
+    if not np.all(np.isfinite(w)) or (w < 0).any() or not (w > 0).any():
+        raise TrainingDataError("sample weights must be finite, non-negative and not all zero")
+    return w * (n / w.sum())
+
+
+def _take(weight: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if weight is None else weight[rows]
+
+
+def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
+    return float(values.mean() if weight is None else np.average(values, weights=weight))
+
+
+def _fit_view_weights(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """One non-negative weight per view (scores: rows x views x classes) minimizing the log-loss of the
     softmax of the weighted sum; started from the views' equal sum.  Non-negative: the views overlap (word and
     char n-grams see the same text), and a negative weight would only be that overlap being undone, turning
     the explanations' "terms that pushed toward the label" upside down."""
     rows = np.arange(len(truth))
+    share = (np.full(len(truth), 1.0 / len(truth)) if weight is None else weight / weight.sum())
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = np.einsum("nvk,v->nk", scores, w)
@@ -383,22 +414,22 @@ def _fit_view_weights(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
         log_norm = np.log(np.exp(z).sum(axis=1))
         p = np.exp(z - log_norm[:, None])
         p[rows, truth] -= 1.0
-        grad = np.einsum("nvk,nk->v", scores, p) / len(truth)
-        return float((log_norm - z[rows, truth]).mean()), grad
+        grad = np.einsum("nvk,nk->v", scores, p * share[:, None])
+        return float(((log_norm - z[rows, truth]) * share).sum()), grad
 
     res = minimize(loss, np.ones(scores.shape[1]), jac=True, method="L-BFGS-B",
                    bounds=[(0.0, None)] * scores.shape[1])
     return np.asarray(res.x, dtype=np.float64)
 
 
-def _fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature that minimizes the negative log-likelihood of out-of-fold scores."""
+def _fit_temperature(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """The temperature that minimizes the (weighted) negative log-likelihood of out-of-fold scores."""
 
     def nll(log_t: float) -> float:
         z = scores / math.exp(log_t)
         z = z - z.max(axis=1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-log_p[np.arange(len(truth)), truth].mean())
+        return -_weighted_mean(log_p[np.arange(len(truth)), truth], weight)
 
     res = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e2)), method="bounded")
     return float(math.exp(res.x))
@@ -432,12 +463,15 @@ class ComplaintClassifier(BaseEstimator):
     def _config(self) -> TrainingConfig:
         return self.config if self.config is not None else TrainingConfig()
 
-    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> ComplaintClassifier:
-        """Fit on raw texts and, per target, a label for each text (None / NaN: no label for that target)."""
-        self._fit_matrix(texts, targets)
+    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]],
+            sample_weight: Sequence[float] | np.ndarray | None = None) -> ComplaintClassifier:
+        """Fit on raw texts and, per target, a label for each text (None / NaN: no label for that target).
+        ``sample_weight``: one weight per text (e.g. recent cases more), given to every head."""
+        self._fit_matrix(texts, targets, sample_weight)
         return self
 
-    def _fit_matrix(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> sp.csr_matrix:
+    def _fit_matrix(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]],
+                    sample_weight: Sequence[float] | np.ndarray | None = None) -> sp.csr_matrix:
         """``fit``, returning the training feature matrix so subclasses can fit more heads on it."""
         cfg = self._config()
         texts = check_texts(texts, cfg.max_text_length)
@@ -469,6 +503,7 @@ class ComplaintClassifier(BaseEstimator):
             # a config pickled before the setting existed (a model refit from an older one) reads as it always did
             normalization=getattr(f, "normalization", NORMALIZATION_VERSION),
         )
+        weight = _sample_weight(sample_weight, len(texts))
         X = self.vectorizer_.fit_transform(texts)
         self.heads_: dict[str, TargetHead] = {}
         for name, labels in _progress_items(targets, self.progress):
@@ -476,7 +511,8 @@ class ComplaintClassifier(BaseEstimator):
             has = np.array([_is_label(v) for v in y], dtype=bool)
             head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
             self.heads_[name] = head.fit(self._head_rows(X, has), y[has].astype(str),
-                                         char_columns=self.vectorizer_.is_char_, lead_columns=self.vectorizer_.is_lead_)
+                                         char_columns=self.vectorizer_.is_char_, lead_columns=self.vectorizer_.is_lead_,
+                                         sample_weight=_take(weight, np.flatnonzero(has)))
         self.targets_ = list(self.heads_)
         return X
 

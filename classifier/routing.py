@@ -106,14 +106,15 @@ class RoutedClassifier(ComplaintClassifier):
         self.directory = directory
 
     # -- fitting ----------------------------------------------------------------------------------------
-    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]]) -> RoutedClassifier:
+    def fit(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]],
+            sample_weight: Sequence[float] | np.ndarray | None = None) -> RoutedClassifier:
         for derived in (FUNCTION, COUNTY):
             if derived in targets:
                 raise TrainingDataError(f"{derived!r} is derived from the routing directory; do not pass it")
         self.__dict__.pop("_plans", None)
-        X = self._fit_matrix(texts, targets)
+        X = self._fit_matrix(texts, targets, sample_weight)
         if self.directory is not None and AGENCY in targets:
-            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY), texts=texts)
+            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY), texts=texts, sample_weight=sample_weight)
         else:
             self.directory_ = None
         return self
@@ -137,7 +138,8 @@ class RoutedClassifier(ComplaintClassifier):
         return routed._fit_routing(X, agencies, categories, texts=texts)
 
     def _fit_routing(self, X: sp.csr_matrix, agencies: Sequence[Any], categories: Sequence[Any] | None = None,
-                     texts: Sequence[str] | None = None) -> RoutedClassifier:
+                     texts: Sequence[str] | None = None,
+                     sample_weight: Sequence[float] | np.ndarray | None = None) -> RoutedClassifier:
         directory = self.directory
         if not isinstance(directory, RoutingDirectory):
             raise TrainingDataError(f"directory must be a RoutingDirectory, got {type(directory).__name__}")
@@ -155,8 +157,9 @@ class RoutedClassifier(ComplaintClassifier):
         cfg = self._config()
         head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
         y = [str(f) for f in functions if f is not None]
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[rows]
         self.heads_[FUNCTION] = head.fit(self._head_rows(X, rows), y, char_columns=self.vectorizer_.is_char_,
-                                 lead_columns=self.vectorizer_.is_lead_)
+                                 lead_columns=self.vectorizer_.is_lead_, sample_weight=weight)
         # every case also teaches its county (streets, villages, landmarks): used when the text names no place
         known = directory.agencies
         counties = [known[str(a)].county for a in agencies if _is_label(a) and str(a) in known]
@@ -168,7 +171,7 @@ class RoutedClassifier(ComplaintClassifier):
             county_head = TargetHead.from_config(cfg.model, random_state=cfg.seed)
             X_county = self._head_rows(X, rows)
             self.heads_[COUNTY] = county_head.fit(X_county, counties, char_columns=self.vectorizer_.is_char_,
-                                 lead_columns=self.vectorizer_.is_lead_)
+                                 lead_columns=self.vectorizer_.is_lead_, sample_weight=weight)
             if texts is not None:
                 unnamed = np.array([self.resolver_.resolve(t).county is None
                                     for t, keep in zip(texts, rows) if keep], dtype=bool)

@@ -30,6 +30,11 @@ def _text(cell) -> str:  # noqa: ANN001
                    and o.get("name") == "stdout")
 
 
+def _cell(code: list, marker: str):  # noqa: ANN202
+    """The code cell whose source contains ``marker``."""
+    return next(c for c in code if marker in c.source)
+
+
 def run_notebook(params: dict, tmp_path: Path):  # noqa: ANN201
     """Execute the notebook with ``params`` injected after its parameters cell, as papermill does."""
     nbformat = pytest.importorskip("nbformat")
@@ -73,11 +78,12 @@ def _common_checks(out: str, html: list[str], size: int, store: ModelStore, befo
     verdicts = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))["tables"]
     said = {t: rows[0]["verdict"] for t, rows in verdicts.items() if t.endswith("_compare_paired")}
     promote = "worse" not in said.values() and "better" in said.values()
+    # (the live loop, step 7, may promote a later version: the history keeps the order)
     if promote:
         assert f"promoted {candidate}" in out and "A running service keeps serving" in out
-        assert store.current() == candidate
+        assert store.history()[store.history().index(before) + 1] == candidate
     else:
-        assert f"kept {before}" in out and store.current() == before
+        assert f"kept {before}" in out and candidate not in store.history()
     assert out.rstrip().count("current version: ") >= 2
     return candidate
 
@@ -101,10 +107,24 @@ def test_retrain_notebook_on_the_demo(demo_store, tmp_path):
     assert "Routing: why agencies were missed" in (report_dir / "report.html").read_text(encoding="utf-8")
     assert re.search(r"category: \d+ misrouted, \d+ disputed labels to re-check", out)
     assert re.search(r"threshold\s+routed_directly\s+accuracy_routed_directly", out)
-    curve = _text(code[-1])  # 6. would more labeled cases help? (the demo's agencies are routed: category only)
+    curve = _text(_cell(code, "learning_curve("))  # 6. more labeled cases? (the demo's agencies are routed)
     assert re.search(r"fraction\s+cases\s+category acc", curve) and "agency acc" not in curve
     assert "category: the last doubling of the cases gained" in curve
     assert candidate != before
+    # 7. the live loop: a made-up week of the service (the current version's decisions on the held-out cases and a
+    # dispatcher's labels for each), a candidate from export + corrections, judged on the newest cases
+    assert f"{held} cases got a final label in the last 7 days; by source: dispatcher {held}" in out
+    assert re.search(rf"category: right \d+\.\d% of {held} labeled cases", out)
+    assert re.search(r"agency: right \d+\.\d% of \d+ labeled cases", out)
+    assert f"{held} cases: 0 relabeled export cases, 0 confirmed export cases, {held} cases the export does not have" \
+        in out
+    loop_version = re.search(r"loop candidate: (\S+) \(saved, not current\)", out).group(1)
+    assert f"judging on the {held} newest cases neither version learned from" in out
+    store = ModelStore(store_dir)
+    if f"promoted {loop_version} (the loop candidate)" in out:
+        assert store.current() == loop_version and store.history()[-1] == loop_version
+    else:
+        assert re.search(r"kept \S+\ncurrent version: ", out) and loop_version not in store.history()
 
 
 def _qingdao_shaped(tmp_path: Path) -> tuple[Path, str]:
@@ -158,6 +178,7 @@ def test_retrain_notebook_on_a_city_export(tmp_path):
     first = store.history()[0]
     assert f"comparing on {held} cases neither model learned from" in out
     _common_checks(out, html, size, store, first, report_dir)
-    curve = _text(code[-1])
+    assert "this section needs the service's log (DECISION_LOG); skipped" in out  # a store without a decision log
+    curve = _text(_cell(code, "learning_curve("))
     assert re.search(r"category acc\s+category macro-F1\s+category top-3\s+agency acc", curve)
     assert "handling acc" in curve and "handling top-3" not in curve  # 2 classes: no top-3

@@ -28,6 +28,7 @@ from classifier.config import TrainingConfig, load_config
 from classifier.errors import (
     ComplaintInputError,
     ConfigError,
+    DecisionLogError,
     DictionaryError,
     DirectoryError,
     ModelStoreError,
@@ -35,10 +36,12 @@ from classifier.errors import (
 )
 from classifier.store import ModelStore, default_store_path
 
+from .loop_cli import add_loop_arguments, loop_config_updates
+
 __all__ = ["main", "build_parser"]
 
 USER_ERRORS = (ComplaintInputError, ConfigError, DictionaryError, DirectoryError, ModelStoreError, TrainingDataError,
-               KeyError)
+               DecisionLogError, KeyError)
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -75,8 +78,11 @@ def _merge_aliases(args: argparse.Namespace) -> None:
     if positional is not None and option is not None and positional != option:
         raise ConfigError(f"two data files given ({positional} and --data {option}); give one")
     args.data = option if option is not None else positional
+    if args.data is None and getattr(args, "feedback", None) is not None:
+        return  # `train --feedback LOG` alone trains on the corrections
     if args.data is None:
-        raise ConfigError("give the data file: --data FILE (CSV, XLSX, JSONL or Parquet)")
+        raise ConfigError("give the data file: --data FILE (CSV, XLSX, JSONL or Parquet)"
+                          + (", and/or --feedback LOG_URL_OR_FILE" if hasattr(args, "feedback") else ""))
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,6 +97,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", metavar="COLUMN",
                    help="column (caller, work-order thread) whose rows stay together on one side of the hold-out "
                         "and of every cross-validation fold, so repeat calls do not inflate the metrics")
+    p.add_argument("--time", metavar="COLUMN",
+                   help="column with each case's date: hold out the latest cases instead of a random share, and "
+                        "order cross-validation folds in time (forward-chaining)")
     p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="JSON training config (strict: unknown keys fail); the options below override it")
@@ -123,6 +132,7 @@ def _add_train(sub: Any) -> None:
                    help="also print the whole validation report and how each target's model is built")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _store_arg(p)
+    add_loop_arguments(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -136,6 +146,7 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
     for flag in ("user_dict", "stop_words"):
         if getattr(args, flag, None) is not None:
             updates[flag] = str(getattr(args, flag))
+    updates.update(loop_config_updates(args))
     return config.with_updates(**updates) if updates else config
 
 
@@ -171,7 +182,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = _store(args)
     model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
                   progress=False if quiet else progress_default(), log=_say(quiet), encoding=args.encoding,
-                  directory=directory, group=args.group)
+                  directory=directory, group=args.group, time=args.time, feedback=args.feedback,
+                  id_column=args.id_column)
     before = store.current()
     version = save_model(model, store, promote=True if args.promote else None, note=args.note)
     current = store.current() == version
@@ -262,7 +274,7 @@ def _optional_commands() -> Iterable[Callable[[Any], None]]:
     import importlib
 
     for module in ("serve", "training.report_cli", "training.tune", "training.curve", "training.feedback_cli",
-                   "training.place_guesses"):
+                   "training.place_guesses", "training.select"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -19,10 +19,10 @@ import argparse
 import json
 import math
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -114,13 +114,15 @@ def learning_curve(
     log: Callable[[str], None] | None = None,
     encoding: str | None = None,
     group: str | None = None,
+    time: str | None = None,
 ) -> CurveResult:
     """Fit the product on each fraction of every fold's training part and score it on the fold's held-out part;
-    the means over folds, one row per fraction.  ``fractions``: in (0, 1], at least two, no repeats."""
+    the means over folds, one row per fraction.  ``fractions``: in (0, 1], at least two, no repeats.  ``time``:
+    forward-chaining folds in time order (``training.splits.time_folds``), as ``tune`` makes them."""
     config = config or TrainingConfig()
     fractions = _check_fractions(fractions)
     say = log or (lambda _msg: None)
-    clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group)
+    clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group, time)
     texts = clean["text"].tolist()
     strat = clean[names[0]].fillna("\x00").to_numpy()
     labels = {n: clean[n].to_numpy() for n in names}
@@ -131,7 +133,7 @@ def learning_curve(
     total, done = len(fractions) * len(splits), 0
     for k, (train_idx, test_idx) in enumerate(splits):
         for j, fraction in enumerate(fractions):
-            t0 = time.perf_counter()
+            t0 = perf_counter()
             part = train_idx[subsample(strat[train_idx], fraction, seed=config.seed + k)]
             model = ComplaintClassifier(config, tokenizer=tokenizer).fit(
                 [texts[i] for i in part], {n: labels[n][part].tolist() for n in names})
@@ -147,7 +149,7 @@ def learning_curve(
             cases[j].append(len(part))
             done += 1
             say(f"[{done}/{total}] fold {k + 1}/{len(splits)} fraction {fraction:g}: {len(part):,} cases, "
-                f"{time.perf_counter() - t0:.1f} s  "
+                f"{perf_counter() - t0:.1f} s  "
                 + " ".join(f"{n} acc {scores[j][n]['accuracy'][-1]:.4f}" for n in names if scores[j][n]['accuracy']))
     rows = [{"fraction": f, "cases": float(np.mean(cases[j])),
              "scores": {n: {m: float(np.mean(v)) if v else float("nan") for m, v in scores[j][n].items()}
@@ -204,7 +206,7 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
     log = None if (args.quiet or args.json) else (lambda m: print(m, file=sys.stderr, flush=True))
     result = learning_curve(args.data, text=args.text, targets=parse_targets(args), config=training_config(args),
                             fractions=fractions, folds=args.folds, log=log, encoding=args.encoding,
-                            group=args.group)
+                            group=args.group, time=args.time)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:

@@ -142,6 +142,11 @@ class ValidationReport:
     min_class_count: int = 3
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # training from the live loop: how many cases came from where (training.loop_data.CombinedSources)
+    sources: dict[str, Any] = field(default_factory=dict)
+    # target -> {label: the date its last case was seen}: labels retired by TrainingConfig.recency
+    retired: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what training did beyond validation, in words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +197,7 @@ class ValidationReport:
         for target, counts in self.class_counts.items():
             lines.append(f"  {target}: {len(counts)} classes, largest {max(counts.values(), default=0)}, "
                          f"smallest {min(counts.values(), default=0)}")
+        lines.extend(f"  {note}" for note in self.notes)
         lines.append(f"  rows used: {self.rows_used}")
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Hold-out and k-fold splits, stratified by the first target and optionally kept whole by a group column.
+"""Hold-out and k-fold splits, stratified by the first target and optionally kept whole by a group column, or
+ordered in time.
 
 Hotline exports repeat themselves: one caller phones about the same pothole five times, and each call is a case
 with nearly the same text.  A random split puts some of those calls in training and the rest in the test part,
@@ -9,6 +10,14 @@ groups of their own.
 A group split needs many groups: with 5 groups over 3,813 rows the hold-out is one group, whose labels the other
 four may never show, and the agency accuracy came out 0.0000.  Such a column (a handful of callers, a district,
 a call type) is refused with the reason: each test part must hold ``MIN_GROUPS_PER_PART`` groups.
+
+A model is always used on cases newer than the ones it learned from, and hotline topics move with the seasons
+and agencies come and go: a random split hides that.  With ``time`` (the day a call was taken), the hold-out is
+the latest cases (``time_holdout_split``) and the folds are forward-chaining (``time_folds``): the rows are cut
+into k + 1 consecutive periods and fold i trains on periods 0..i-1 and is scored on period i, so no fold learns
+from the future.  Cases of one instant stay on one side.  With a group column as well, training rows of a group
+that also occurs in the scored part are left out ("purged"), so a caller's earlier calls cannot vouch for the
+later ones.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from classifier.errors import MissingColumnError, TrainingDataError
+from classifier.errors import MissingColumnError, TimeColumnError, TrainingDataError
 
-__all__ = ["group_values", "holdout_split", "kfold_splits", "MIN_GROUPS_PER_PART"]
+__all__ = ["group_values", "holdout_split", "kfold_splits", "MIN_GROUPS_PER_PART", "time_values",
+           "time_holdout_split", "time_folds", "parse_times"]
 
 Split = tuple[np.ndarray, np.ndarray]
 # groups in each test part (the hold-out, each fold) below which a group split measures those few groups, not
@@ -106,3 +116,95 @@ def kfold_splits(strat: Sequence[Any], k: int, seed: int, groups: np.ndarray | N
         return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, strat, codes))
     except ValueError as exc:
         raise TrainingDataError(f"cannot make {k} stratified folds: {exc}") from None
+
+
+def parse_times(values: Sequence[Any] | pd.Series) -> pd.Series:
+    """Datetimes (UTC; a time without a zone is taken as UTC) of dates or date-times in any common spelling
+    (``2018-01-31``, ``2018/1/31 08:30``, ISO 8601 with a zone); NaT where a value is missing or unreadable."""
+    series = pd.Series(list(values), dtype=object)
+    blank = series.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip())
+    parsed = pd.to_datetime(series.where(~blank, None), errors="coerce", utc=True, format="mixed")
+    return parsed
+
+
+def time_values(data: pd.DataFrame, column: str, clean: pd.DataFrame) -> np.ndarray:
+    """The time of each row of ``clean`` (the validated rows of ``data``) from ``column``, as datetime64 (UTC).
+
+    Every row needs one: a time-ordered split cannot place a case without a time, and guessing would put it on
+    the wrong side.  Raises ``TimeColumnError`` naming the rows (spreadsheet numbers) without a readable time."""
+    if column not in data.columns:
+        raise MissingColumnError(f"time column {column!r} not in the data; its columns are {list(data.columns)}")
+    row_numbers = np.asarray(clean.attrs["row_numbers"], dtype=np.int64)
+    raw = data[column].iloc[row_numbers - 2]
+    times = parse_times(raw)
+    bad = np.flatnonzero(times.isna().to_numpy())
+    if len(bad):
+        shown = ", ".join(str(int(row_numbers[i])) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        example = raw.iloc[bad[0]]
+        raise TimeColumnError(
+            f"time column {column!r}: {len(bad)} of {len(times)} rows have no readable date (rows {shown}; e.g. "
+            f"{'a blank' if pd.isna(example) or not str(example).strip() else repr(str(example)[:40])}). Expected "
+            "dates such as 2018-01-31 or 2018-01-31 08:30; fill them in or remove those rows")
+    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _purge(train: np.ndarray, test: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """``train`` without the rows whose group also occurs in ``test``; and how many were left out."""
+    if groups is None:
+        return train, 0
+    tested = set(groups[test].tolist())
+    keep = np.array([g not in tested for g in groups[train]], dtype=bool)
+    return train[keep], int((~keep).sum())
+
+
+def time_holdout_split(times: np.ndarray, test_size: float, groups: np.ndarray | None = None,
+                       warnings: list[str] | None = None) -> Split:
+    """Train and test positions: the test part is the latest ``test_size`` of the rows (every row at the cut's
+    instant with it, so it may be a little larger), the training part everything earlier; with ``groups``,
+    training rows of a group in the test part are purged (counted in ``warnings``)."""
+    times = np.asarray(times, dtype="datetime64[ns]")
+    n = len(times)
+    if not 0 < test_size < 1:
+        raise TrainingDataError(f"test_size must be between 0 and 1 for a time hold-out, got {test_size}")
+    ordered = np.sort(times)
+    n_test = max(1, int(np.ceil(test_size * n)))
+    cut = ordered[n - n_test]
+    test = np.flatnonzero(times >= cut)
+    train = np.flatnonzero(times < cut)
+    if not len(train):
+        raise TrainingDataError(
+            f"cannot hold out the latest {test_size:.0%} of the cases by time: the latest {len(test)} rows share the "
+            f"earliest time ({np.datetime_as_string(cut, unit='s')}), so nothing is older to train on. Check the "
+            "time column, or drop --time")
+    train, purged = _purge(train, test, groups)
+    if purged and warnings is not None:
+        warnings.append(f"time hold-out: {purged} training rows left out because their group also has calls in the "
+                        "held-out period")
+    if not len(train):
+        raise TrainingDataError("every group of the older cases also occurs among the latest ones: with the group "
+                                "column nothing is left to train on; drop --group or --time")
+    return train, test
+
+
+def time_folds(times: np.ndarray, k: int, groups: np.ndarray | None = None) -> list[Split]:
+    """``k`` forward-chaining folds: the rows cut into k + 1 consecutive periods of about equal size (an
+    instant's rows in one period); fold i trains on periods 0..i-1 and is scored on period i (i = 1..k)."""
+    times = np.asarray(times, dtype="datetime64[ns]")
+    n = len(times)
+    ordered = np.sort(times)
+    cuts = np.unique(ordered[[round(j * n / (k + 1)) for j in range(1, k + 1)]])
+    period = np.searchsorted(cuts, times, side="right")  # 0..k
+    sizes = np.bincount(period, minlength=k + 1)
+    if len(cuts) < k or (sizes == 0).any():
+        raise TrainingDataError(
+            f"cannot make {k} time-ordered folds: the {n} rows have {len(np.unique(times))} distinct times, too few "
+            f"for {k + 1} periods; lower the number of folds")
+    out = []
+    for i in range(1, k + 1):
+        test = np.flatnonzero(period == i)
+        train, _ = _purge(np.flatnonzero(period < i), test, groups)
+        if not len(train):
+            raise TrainingDataError(f"time-ordered fold {i}: every earlier group also occurs in the period it is "
+                                    "scored on; drop --group or --time")
+        out.append((train, test))
+    return out

@@ -37,6 +37,7 @@ def _data_lines(report: ValidationReport | None, data: dict[str, Any]) -> list[s
     if report is None:
         return [f"Trained on {data.get('rows_used', '?')} rows of {source}{encoding}."]
     lines = [f"Trained on {report.rows_used:,} of the {report.rows_read:,} rows of {source}{encoding}."]
+    lines += [f"  {note[:1].upper()}{note[1:]}." for note in getattr(report, "notes", [])]  # the live loop's sources
     for reason, n in report.dropped.items():
         rows = report.dropped_rows.get(reason, [])
         where = f" ({'rows' if len(rows) > 1 else 'row'} {_rows(rows)})" if rows else ""
@@ -55,6 +56,9 @@ def _target_lines(name: str, model: Any, report: ValidationReport | None, metric
     m = metrics.get(name) or {}
     if "accuracy" in m:
         held = f"{m['n']:,} cases held out from training" if "n" in m else "the held-out cases"
+        if m.get("split") == "time" and m.get("time") and "n" in m:  # --time: the newest cases
+            held = (f"the {m['n']:,} newest cases ({m['time']['test_from'][:10]} to {m['time']['test_until'][:10]}), "
+                    "held out from training")
         line = f"  On {held} it is right {m['accuracy']:.1%} of the time; macro-F1 {m['macro_f1']:.3f}"
         if first:
             line += " (the average over classes: small classes count as much as large ones)"

@@ -18,10 +18,10 @@ import argparse
 import itertools
 import json
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from classifier.text import ComplaintTokenizer
 
 from .data import default_targets, read_table, validate
 from .metrics import classification_metrics
-from .splits import Split, group_values, kfold_splits
+from .splits import Split, group_values, kfold_splits, time_folds, time_values
 
 __all__ = ["GRID_KEYS", "DEFAULT_GRID", "TuneResult", "tune", "parse_grid", "add_command"]
 
@@ -139,10 +139,11 @@ def grid_points(base: TrainingConfig, grid: Mapping[str, Sequence[Any]]) -> list
 
 
 def cv_folds(data: pd.DataFrame | str | Path, text: str, targets: Mapping[str, str] | None, config: TrainingConfig,
-             folds: int, encoding: str | None = None, group: str | None = None,
+             folds: int, encoding: str | None = None, group: str | None = None, time: str | None = None,
              ) -> tuple[pd.DataFrame, list[str], list[Split]]:
     """The validated rows (as ``train`` validates them), the target names and the k folds (stratified by the
-    first target, ``group``'s rows kept together) that ``tune`` and ``learning_curve`` score on."""
+    first target, ``group``'s rows kept together; with ``time``, forward-chaining folds in time order:
+    ``training.splits.time_folds``) that ``tune`` and ``learning_curve`` score on."""
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 20:
         raise ConfigError(f"folds must be an integer from 2 to 20, got {folds!r}")
     if isinstance(data, (str, Path)):
@@ -156,7 +157,10 @@ def cv_folds(data: pd.DataFrame | str | Path, text: str, targets: Mapping[str, s
     strat = clean[names[0]].fillna("\x00").to_numpy()
     groups = group_values(data, group, clean) if group is not None else None
     try:
-        splits = kfold_splits(strat, folds, config.seed, groups)
+        if time is not None:
+            splits = time_folds(time_values(data, time, clean), folds, groups)
+        else:
+            splits = kfold_splits(strat, folds, config.seed, groups)
     except TrainingDataError as exc:
         raise TrainingDataError(f"{exc}. Lower --folds") from None
     return clean, names, splits
@@ -172,9 +176,11 @@ def tune(
     log: Callable[[str], None] | None = None,
     encoding: str | None = None,
     group: str | None = None,
+    time: str | None = None,
 ) -> TuneResult:
     """Score every grid point by ``folds``-fold stratified cross-validation; rows best first.  ``group``: a
-    column whose rows stay in one fold (see ``training.splits``).
+    column whose rows stay in one fold; ``time``: a date column, for forward-chaining folds in time order
+    instead (see ``training.splits``).
 
     ``grid`` maps config keys (``"model.C"``, ``"features.min_df"``...) to the values to try (default:
     ``DEFAULT_GRID``); ``config`` gives every other setting.  ``log`` receives one progress line per fit.
@@ -183,7 +189,7 @@ def tune(
     grid = {k: list(v) for k, v in (grid if grid is not None else DEFAULT_GRID).items()}
     say = log or (lambda _msg: None)
     points = grid_points(config, grid)
-    clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group)
+    clean, names, splits = cv_folds(data, text, targets, config, folds, encoding, group, time)
     texts = clean["text"].tolist()
     tokenizer = _MemoTokenizer(ComplaintTokenizer.from_files(
         config.user_dict, config.stop_words, hmm=config.features.hmm, segmenter=config.features.segmenter))
@@ -200,7 +206,7 @@ def tune(
     for members in groups.values():
         f = points[members[0]].features
         for k, (train_idx, test_idx) in enumerate(splits):
-            t0 = time.perf_counter()
+            t0 = perf_counter()
             vec = ComplaintVectorizer(
                 tokenizer=tokenizer, word_ngram_range=f.word_ngram_range, char_ngram_range=f.char_ngram_range,
                 min_df=f.min_df, max_df=f.max_df, max_features=f.max_features, sublinear_tf=f.sublinear_tf,
@@ -209,9 +215,9 @@ def tune(
             )
             X_train = vec.fit_transform([texts[i] for i in train_idx])
             X_test = vec.transform([texts[i] for i in test_idx])
-            feature_s = (time.perf_counter() - t0) / len(members)
+            feature_s = (perf_counter() - t0) / len(members)
             for i in members:
-                t1 = time.perf_counter()
+                t1 = perf_counter()
                 for n in names:
                     y = clean[n].to_numpy()
                     has = pd.notna(y[train_idx])
@@ -226,7 +232,7 @@ def tune(
                     m["nll"] = _nll(y[te].astype(str), proba, head.classes_)
                     for key in METRICS:
                         sums[i][n][key].append(m[key])
-                fit_s[i] += feature_s + time.perf_counter() - t1
+                fit_s[i] += feature_s + perf_counter() - t1
                 done += 1
                 say(f"[{done}/{total}] fold {k + 1}/{folds} {labels[i]}  "
                     + " ".join(f"{n} macro-F1 {sums[i][n]['macro_f1'][-1]:.4f}" for n in names))
@@ -346,7 +352,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     log = None if (args.quiet or args.json) else (lambda m: print(m, file=sys.stderr, flush=True))
     result = tune(args.data, text=args.text, targets=parse_targets(args), grid=grid,
                   config=training_config(args), folds=args.folds, log=log, encoding=args.encoding,
-                  group=args.group)
+                  group=args.group, time=args.time)
     if args.save_config is not None and result.best is not None:
         args.save_config.write_text(result.best.model_dump_json(indent=2) + "\n", encoding="utf-8")
     if args.json:

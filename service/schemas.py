@@ -110,7 +110,10 @@ class TargetPrediction(ResponseBody):
     label: str
     score: float = Field(description="calibrated probability of the label")
     threshold: float = Field(description="the review threshold for this target")
-    needs_review: bool = Field(description="score is under the threshold")
+    needs_review: bool = Field(description="score is under the threshold, or a routed agency whose county neither "
+                               "the text nor the place hint decided (see review_reason)")
+    review_reason: str | None = Field(default=None, description="why a person must check this label whatever its "
+                                      "score (e.g. a guessed county); absent otherwise")
     alternatives: list[Alternative]
     # absent unless asked for ("explain": true), as in `hotline predict --json`: one shape for both
     explanation: list[ExplanationTerm] | None = Field(default=None, description="the terms behind the label; "

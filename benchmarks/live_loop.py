@@ -88,6 +88,7 @@ class System:
     share: float = 0.0
     seed: int = 0
     density: bool = True  # select: rank by the uncertainty of a case's near-duplicate group (the default)
+    half_life_days: float | None = None  # retrain with --half-life (recent cases weigh more)
 
 
 def qingdao_stream(data: Path) -> Stream:
@@ -157,6 +158,8 @@ def systems_for(stream: Stream, seeds: int, share: float) -> list[System]:
     out = [System("a", "static")]
     if stream.name == "qingdao":  # every correction (b) only where the issue asks for it: the others are (c) vs (d)
         out.append(System("b", "all"))
+        # every correction, recent cases weighing more (--half-life): a renamed agency's new name wins sooner
+        out += [System(f"bh{d}", "all", half_life_days=float(d)) for d in (90, 180)]
     out.append(System("c", "select", share))
     out.append(System("cu", "select", share, density=False))  # ablation: uncertainty and spread, no density
     out += [System(f"d{s}", "random", share, s) for s in range(seeds)]
@@ -240,8 +243,12 @@ def run_system(stream: Stream, system: System, initial_model: Any, work: Path, s
             entry["live_accuracy"] = {t: live["targets"][t]["accuracy"] for t in stream.targets}
         t1 = time.perf_counter()
         if system.kind != "static" and k + 1 < len(stream.months):
-            model = train(stream.initial, text="text", targets={t: t for t in stream.targets}, config=CONFIG,
-                          feedback=log, id_column="case_id", progress=False)
+            config, dated = CONFIG, None
+            if system.half_life_days:  # the cases' dates: the export's, and the corrections' own times
+                config = CONFIG.with_updates(**{"recency.half_life_days": system.half_life_days})
+                dated = "when"
+            model = train(stream.initial, text="text", targets={t: t for t in stream.targets}, config=config,
+                          feedback=log, id_column="case_id", progress=False, time=dated)
             version = f"{system.name}-{k + 1}"
             mixes[version] = _training_mix(model)
         entry["fit_s"] = time.perf_counter() - t1
@@ -320,24 +327,29 @@ def new_agencies(stream: Stream, result: dict[str, Any]) -> list[dict[str, Any]]
             if t is None or t in known:
                 continue
             row = rows.setdefault(t, {"agency": t, "first_seen": e["month"], "cases": 0, "first_corrected": None,
-                                      "after": []})
+                                      "after": [], "later": []})
             row["cases"] += 1
-            if row["first_corrected"] is not None and 0 < k - row["_k"] <= 2:  # predicted after it was learned
-                row["after"].append(p == t)
+            if row["first_corrected"] is not None and k > row["_k"]:  # predicted after it was learned
+                row["later"].append(p == t)
+                if k - row["_k"] <= 2:
+                    row["after"].append(p == t)
             if ids[i] in labeled and row["first_corrected"] is None:
                 row["first_corrected"], row["_k"] = e["month"], k
     for row in rows.values():
         row.pop("_k", None)
         row["routed_right_after"] = int(sum(row["after"]))
         row["cases_after"] = len(row.pop("after"))
+        row["routed_right_later"] = int(sum(row["later"]))  # every month after the first correction
+        row["cases_later"] = len(row.pop("later"))
     return sorted(rows.values(), key=lambda r: (r["first_seen"], -r["cases"], r["agency"]))
 
 
 # -- the section and the chart ------------------------------------------------------------------------------
 COLOURS = {"a": "#888888", "b": "#1f77b4", "c": "#d62728", "cu": "#ff9896", "d": "#2ca02c", "d2x": "#9467bd"}
-NAMES = {"a": "(a) static", "b": "(b) every correction", "c": "(c) 25 % chosen by select",
+NAMES = {"a": "(a) static", "b": "(b) every correction", "bh90": "(b) with --half-life 90d",
+         "bh180": "(b) with --half-life 180d", "c": "(c) 25 % chosen by select",
          "cu": "(c-) select without density", "d": "(d) 25 % at random", "d2x": "(d2x) 50 % at random"}
-FAMILIES = ("a", "b", "c", "cu", "d", "d2x")
+FAMILIES = ("a", "b", "bh90", "bh180", "c", "cu", "d", "d2x")
 
 
 def _family(name: str) -> str:
@@ -449,6 +461,9 @@ def render_stream(stream: Stream, results: dict[str, dict[str, Any]], share: flo
         tests = []
         if "b" in results and "a" in results:
             tests.append(("(b) against (a)", [_paired(results, "b", "a", target)]))
+        for h in ("bh90", "bh180"):
+            if h in results and "b" in results:
+                tests.append((f"{NAMES[h]} against (b)", [_paired(results, h, "b", target)]))
         if "c" in results:
             tests.append(("(c) against (d)", [_paired(results, "c", n, target) for n in d_names]))
             tests.append(("(c) against (d2x)", [_paired(results, "c", n, target) for n in d2_names]))
@@ -471,6 +486,15 @@ def render_stream(stream: Stream, results: dict[str, dict[str, Any]], share: flo
                          f"((c) {c:.4f}, (d2x) {d2:.4f}); measured: {said}")
         lines.append("")
     if stream.name == "qingdao":
+        cover = twin_coverage(stream, results)
+        fams: dict[str, list[float]] = {}
+        for name, share in cover.items():
+            fams.setdefault(_family(name), []).append(share)
+        lines += [f"How much of what comes next the labels already cover (repeat callers recur, and a label "
+                  f"covers its near-duplicates): the share of each of the last {LAST} months' cases with a "
+                  "near-duplicate (cosine >= 0.8) among the cases labeled in earlier months: "
+                  + ", ".join(f"{NAMES[f]} {np.mean(v):.0%}" for f, v in fams.items() if f in NAMES and f != "a")
+                  + ".", ""]
         lines += _new_agency_lines(stream, results)
         fits = [e["fit_s"] for r in results.values() for e in r["months"] if e["fit_s"] > 0.5]
         if fits:
@@ -486,10 +510,39 @@ def render_stream(stream: Stream, results: dict[str, dict[str, Any]], share: flo
     return lines
 
 
+def twin_coverage(stream: Stream, results: dict[str, dict[str, Any]], similarity: float = 0.8,
+                  last: int = LAST) -> dict[str, float]:
+    """Per system, the share of each of the last months' cases that has a near-duplicate (cosine >= 0.8 of the
+    product's features, fitted on the initial export) among the cases the loop had labeled before that month:
+    how much of what comes next the labels already cover (repeat callers recur)."""
+    from sklearn.preprocessing import normalize
+
+    from classifier.model import ComplaintClassifier
+
+    texts = [t for _, f in stream.months for t in f["text"].astype(str)]
+    ids = [c for _, f in stream.months for c in f["case_id"]]
+    vectorizer = ComplaintClassifier(CONFIG).fit(stream.initial["text"].astype(str).tolist(), {
+        stream.targets[0]: stream.initial[stream.targets[0]].tolist()}).vectorizer_
+    X = normalize(vectorizer.transform(texts))
+    row = {c: i for i, c in enumerate(ids)}
+    out = {}
+    for name, result in results.items():
+        labeled: list[int] = []
+        shares = []
+        for k, ((_, frame), e) in enumerate(zip(stream.months, result["months"])):
+            if k >= len(stream.months) - last:
+                rows = [row[c] for c in frame["case_id"]]
+                best = ((X[rows] @ X[labeled].T).max(axis=1).toarray().ravel() if labeled else np.zeros(len(rows)))
+                shares.append(float(np.mean(best >= similarity)))
+            labeled += [row[c] for c in e["labeled_cases"]]
+        out[name] = float(np.mean(shares))
+    return out
+
+
 def _new_agency_lines(stream: Stream, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"Agencies first seen after month {INITIAL_MONTHS}: cases routed right in the two months after the "
              "first correction reached the loop (right / cases in those months; — : no case in those months):", ""]
-    shown = [n for n in ("b", "c") if n in results]
+    shown = [n for n in ("b", "bh90", "bh180", "c") if n in results]
     tables = {n: {r["agency"]: r for r in new_agencies(stream, results[n])} for n in shown}
     if not shown or not tables[shown[0]]:
         return []
@@ -514,8 +567,12 @@ def _new_agency_lines(stream: Stream, results: dict[str, dict[str, Any]]) -> lis
     lines.append("")
     for n in shown:
         w, some, every = summary[n]
+        rows = list(tables[n].values())
+        right, cases = sum(r["routed_right_later"] for r in rows), sum(r["cases_later"] for r in rows)
         lines.append(f"- {NAMES[n]}: of the {w} new agencies with cases in the two months after their first "
-                     f"correction, {some} were routed right at least once there and {every} every time.")
+                     f"correction, {some} were routed right at least once there and {every} every time; over every "
+                     f"month after each one's first correction, {right} of their {cases} cases were routed right"
+                     + (f" ({right / cases:.0%})." if cases else "."))
     lines.append("")
     return lines
 

@@ -56,7 +56,7 @@ def replay(tmp_path_factory):
     stream = _stream()
     work = tmp_path_factory.mktemp("live-loop")
     systems = systems_for(stream, seeds=1, share=0.25)
-    assert [s.name for s in systems] == ["a", "b", "c", "cu", "d0", "d2x0"]
+    assert [s.name for s in systems] == ["a", "b", "bh90", "bh180", "c", "cu", "d0", "d2x0"]
     lines: list[str] = []
     return stream, run_stream(stream, systems, work, resume=False, say=lines.append), lines, work
 
@@ -66,8 +66,8 @@ def test_every_system_is_scored_on_the_same_cases_and_labels_its_share(replay):
     for name, result in results.items():
         assert [e["month"] for e in result["months"]] == ["2018-03", "2018-04", "2018-05"]
         labeled = [e["labeled"] for e in result["months"]]
-        assert labeled == {"a": [0, 0, 0], "b": [24, 24, 24], "c": [6, 6, 6], "cu": [6, 6, 6], "d0": [6, 6, 6],
-                           "d2x0": [12, 12, 12]}[name]
+        assert labeled == {"a": [0, 0, 0], "b": [24, 24, 24], "bh90": [24, 24, 24], "bh180": [24, 24, 24],
+                           "c": [6, 6, 6], "cu": [6, 6, 6], "d0": [6, 6, 6], "d2x0": [12, 12, 12]}[name]
         first = result["months"][0]
         assert first["truth"] == results["a"]["months"][0]["truth"]  # the same cases for every system
     # the first month is predicted by the same initial model in every system
@@ -83,7 +83,7 @@ def test_every_system_is_scored_on_the_same_cases_and_labels_its_share(replay):
             right = [p == y for p, y in zip(e["pred"][t], e["truth"][t]) if y is not None]
             assert e["live_accuracy"][t] == pytest.approx(np.mean(right))
     assert e["psi"]["category"] is not None and 0 <= e["unseen_token_share"] <= 1
-    assert len(lines) == 1 + 6 * 3 and (work / "qingdao-results.json").exists()
+    assert len(lines) == 1 + 8 * 3 and (work / "qingdao-results.json").exists()
     assert all("的" not in ln for ln in lines)  # progress lines carry numbers and labels, never complaint text
 
 
@@ -103,6 +103,7 @@ def test_new_agencies_count_cases_routed_after_the_first_correction(replay):
     assert row["cases"] == 12 and row["cases_after"] == row["cases"] - sum(
         1 for t in results["b"]["months"][0]["truth"]["agency"] if t == "新成立的办公室")
     assert row["routed_right_after"] >= 1
+    assert row["cases_later"] == row["cases_after"] and row["routed_right_later"] == row["routed_right_after"]
 
 
 def test_the_section_and_the_chart(replay, tmp_path: Path):
@@ -110,6 +111,7 @@ def test_the_section_and_the_chart(replay, tmp_path: Path):
     body = render([stream], {"qingdao": results}, "cmd", 60.0, 0.25)
     assert body.startswith(START) and body.rstrip().endswith(END)
     assert "| 2018-03 | 24 |" in body and "(b) against (a):" in body and "(c) against (d2x):" in body
+    assert "(b) with --half-life 90d against (b):" in body
     assert "equals the benchmark's own count in 6 of 6 month-targets." in body
     assert "target \"(c) at least as accurate as (d) with twice the budget\"" in body
     svg = svg_chart(stream, results)

@@ -20,8 +20,8 @@ sure about, spread over what it predicts and over the text, not N copies of one 
    callers repeat comes before a slightly less certain one-off; ``density=False`` ranks by the case's own
    uncertainty), and a case that is a near-duplicate of one already picked is skipped: repeat calls collapse into
    one pick, which says how many it stands for.  On the month-by-month Qingdao benchmark density raised the
-   selected quarter from 0.8434 to 0.8462 (category) and from 0.6734 to 0.6830 (agency) accuracy
-   (BENCHMARKS.md, the live loop).
+   selected quarter from 0.8429 to 0.8484 (category) and from 0.6801 to 0.6830 (agency) accuracy, and the share
+   of later cases with a labeled near-duplicate from 15 % to 20 % (BENCHMARKS.md, the live loop).
 
 Each pick carries its reason.  ``select_from_log`` offers the decision log's cases that no correction has
 reached yet (``live.pending``); it needs their stored (masked) texts and says how many have none.

@@ -15,7 +15,8 @@ product is trained on the first 12 months; then each later month, in order, ever
 
 The systems differ in which cases get their labels: (a) none, the first model stays; (b) every case; (c) a
 quarter of the month's cases, chosen by ``select_from_log`` (``hotline select --from-log``) among the month's
-decisions; (d) the same number at random (several seeds); (d2x) twice that number at random.  Accuracy and
+decisions; (c-) the same without its density weighting; (d) the same number at random (several seeds); (d2x)
+twice that number at random; and (b) retrained with ``--half-life`` 90 and 180 days (a renamed agency).  Accuracy and
 macro-F1 are measured on each month's cases before its labels arrive (category on all, agency on the forwarded
 ones), so every system is scored on the same cases and McNemar's test compares them.  The drift signals are
 those of ``live.quality.live_quality`` over each month (label-mix PSI against the training mix, the share of

@@ -158,7 +158,8 @@ def parse_targets(args: argparse.Namespace) -> dict[str, str]:
             raise ConfigError(f"--target expects NAME=COLUMN, got {spec!r}")
         targets[name] = col
     if not targets:
-        raise ConfigError("name at least one label column: --category COLUMN and/or --agency COLUMN")
+        raise ConfigError("name at least one label column: --category COLUMN, --agency COLUMN or "
+                          "--target NAME=COLUMN")
     return targets
 
 

@@ -159,17 +159,10 @@ def _add_feedback(sub: Any) -> None:
 
 
 def _import_columns(args: argparse.Namespace) -> Any:
+    from .cli import parse_targets
     from .feedback import ImportColumns
 
-    targets = {name: col for name, col in (("category", args.category), ("agency", args.agency)) if col}
-    for spec in args.target:
-        name, sep, col = spec.partition("=")
-        if not sep or not name or not col:
-            raise ConfigError(f"--target expects NAME=COLUMN, got {spec!r}")
-        targets[name] = col
-    if not targets:
-        raise ConfigError("name at least one label column: --category COLUMN, --agency COLUMN or "
-                          "--target NAME=COLUMN")
+    targets = parse_targets(args)
     return ImportColumns(case_id=args.case_id, targets=targets, source=args.source or "dispatcher",
                          source_column=args.source_column, time=args.time, text=args.text)
 

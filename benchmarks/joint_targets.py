@@ -49,7 +49,8 @@ ALONE, BEFORE, SHIPPED = "alone (forwarded cases only)", "beside categories, eve
 class _EveryFeature(ComplaintClassifier):
     """The product as before session 5: a partly labeled head learns from every feature of its rows."""
 
-    def _head_rows(self, X: sp.csr_matrix, has: np.ndarray) -> sp.csr_matrix:
+    def _head_rows(self, X: sp.csr_matrix, has: np.ndarray,
+                   document_frequency: np.ndarray | None = None) -> sp.csr_matrix:
         return X[np.flatnonzero(np.asarray(has, dtype=bool))]
 
 

@@ -31,7 +31,11 @@ class FeatureConfig(_Strict):
     # better or equal on 3 of 4 real data sets (BENCHMARKS.md)
     min_df: int = Field(default=2, ge=1)
     max_df: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_features: int | None = Field(default=None, ge=1)
+    # the most frequent features when more pass min_df/max_df: bounds the model's size, its load time and the
+    # memory of training (a corpus's vocabulary keeps growing with its size).  500,000 leaves every data set
+    # of the accuracy benchmark untouched (tipdm, the largest, has 423,000 at min_df 2) and keeps a 26-class
+    # model under 30 MB (BENCHMARKS.md, training that scales)
+    max_features: int | None = Field(default=500_000, ge=1)
     sublinear_tf: bool = True
     # weight of the char block relative to the word block (each block is l2-normalised on its own)
     char_weight: float = Field(default=1.0, ge=0.0)
@@ -69,6 +73,18 @@ class ModelConfig(_Strict):
     # one temperature per target needs few out-of-fold scores: 3 folds fit 4 models instead of 6
     calibration_folds: int = Field(default=3, ge=2, le=20)
     max_iter: int = Field(default=2000, ge=10)
+    # out-of-fold calibration and fusion weights are fitted on at most this many of a target's rows (a
+    # stratified sample, classifier.sampling): a temperature and three view weights need far fewer scores than
+    # a large corpus gives, and the fold fits then cost a fixed time instead of three fits of the corpus
+    calibration_rows: int | None = Field(default=10_000, ge=100)
+    # a target with at most this many labeled rows is fitted exactly (every row's features in memory, liblinear
+    # SVMs), as on small data; a larger one is streamed: its SVM views learn by SGD epochs over the feature
+    # chunks on disk and naive Bayes from per-class sums (classifier.partial_fit), so memory stays bounded and
+    # time grows linearly.  None: always exact
+    exact_fit_rows: int | None = Field(default=50_000, ge=100)
+    # passes over the corpus for a streamed head's SGD views; None: about a million rows seen in all (SGD's
+    # usual budget), at least 2 and at most 8 passes (8 at 125,000 rows or fewer, 3 at 400,000, 2 from 500,000)
+    sgd_epochs: int | None = Field(default=None, ge=1, le=100)
 
 
 class RecencyConfig(_Strict):

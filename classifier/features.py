@@ -14,9 +14,8 @@ view, whose weight is fitted; a single SVM leaves them out (model.TargetHead).
 from __future__ import annotations
 
 import math
-import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -26,9 +25,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import NotAListError
+from .phases import phase
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, normalize
 
-__all__ = ["WORD_PREFIX", "LEAD_PREFIX", "EXPLAIN_MIN_CASES", "ComplaintVectorizer", "analyze_many", "count_many"]
+__all__ = ["WORD_PREFIX", "LEAD_PREFIX", "EXPLAIN_MIN_CASES", "ComplaintVectorizer", "analyze_many"]
 
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
 # char "路" (words are the fewer, so they pay for the prefix)
@@ -143,45 +143,30 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, raw_documents: Sequence[str], y: Any = None, **fit_params: Any) -> sp.csr_matrix:
+        """Fit the vocabulary and idf, and return every text's features (``classifier.corpus`` builds them in
+        chunks; a caller that needs only some rows or sums of them uses ``corpus.analyze_corpus`` itself)."""
+        from .corpus import analyze_corpus
+
         _check_documents(raw_documents)
-        raw_documents = list(raw_documents)
-        vocab: defaultdict[str, int] = defaultdict()
-        vocab.default_factory = vocab.__len__
-        parts = []
-        for chunk_names, X in count_many(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress):
-            # chunks count against their own vocabulary; merging in chunk order keeps first-appearance order
-            remap = np.fromiter(map(vocab.__getitem__, chunk_names), dtype=np.int32, count=len(chunk_names))
-            X.indices = remap[X.indices]
-            parts.append(X)
-        width = len(vocab)
-        counts = _stack(parts, width)
-        n_docs = counts.shape[0]
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
-        # min_df counts distinct cases: a text repeated (one caller's name in two copies of one complaint) is one
-        # case, so a one-off token cannot enter the vocabulary by being duplicated
-        cases = _distinct_case_df(counts, raw_documents, df)
-        keep = (cases >= self.min_df) & (df <= self.max_df * n_docs)
-        if self.max_features is not None and keep.sum() > self.max_features:
-            # the most frequent features; ties broken by first appearance so the result is deterministic
-            order = np.argsort(-np.where(keep, df, -1), kind="stable")[: self.max_features]
-            keep = np.zeros_like(keep)
-            keep[order] = True
-        if not keep.any():
-            raise ValueError("no features left after min_df/max_df pruning; lower min_df or give more text")
-        kept = np.flatnonzero(keep)
-        names = np.empty(len(vocab), dtype=object)
-        for f, i in vocab.items():
-            names[i] = f
-        self.vocabulary_ = {sys.intern(f): i for i, f in enumerate(names[kept])}
-        self.idf_ = (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0).astype(np.float32)
+        with analyze_corpus(self, raw_documents, n_jobs=self.n_jobs, progress=self.progress) as corpus:
+            corpus.select(self)
+            with phase("feature matrix"):
+                parts = [X for _, X in corpus.features(self)]
+                return sp.vstack(parts, format="csr") if len(parts) != 1 else parts[0]
+
+    def _set_vocabulary(self, names: list[str], idf: np.ndarray, block: np.ndarray, n_documents: int,
+                        unexplainable: np.ndarray) -> None:
+        """The fitted state: feature names in column order, their idf and block, and the columns too rare to
+        name in an explanation (``classifier.corpus``)."""
+        self.vocabulary_ = dict(zip(names, range(len(names))))
+        self.idf_ = idf
         # features too rare to name in an explanation (only where min_df < EXPLAIN_MIN_CASES lets them in): an
         # explanation that shows a term seen in one training case tells who was in the training data
-        self.unexplainable_ = np.flatnonzero(cases[kept] < max(self.min_df, EXPLAIN_MIN_CASES)).astype(np.int32)
-        self.block_ = np.fromiter(map(_block_of, names[kept]), dtype=np.int8, count=len(kept))
+        self.unexplainable_ = unexplainable.astype(np.int32)
+        self.block_ = block
         self.is_char_ = self.block_ == 1
-        self.n_documents_ = n_docs
+        self.n_documents_ = n_documents
         self.__dict__.pop("_lead_vocab", None)  # a refit vectorizer has new columns
-        return self._weight(counts[:, kept])
 
     # -- transforming -----------------------------------------------------------------------------------
     def transform(self, raw_documents: Sequence[str]) -> sp.csr_matrix:
@@ -230,9 +215,38 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return lead
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ hands out the live __dict__: copy it
         state.pop("_lead_vocab", None)  # derived: rebuilt on first use where the model is loaded
+        vocabulary = state.pop("vocabulary_", None)
+        if vocabulary is not None:
+            # one string instead of a dict of a million: unpickling (joblib's pure-Python unpickler) then costs
+            # milliseconds, not seconds.  Normalized text has no line breaks, so no feature contains "\n"
+            names = self._names_in_order(vocabulary)
+            state["_vocabulary_lines"] = "\n".join(names)
+            state["_vocabulary_size"] = len(names)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        lines = state.pop("_vocabulary_lines", None)
+        size = state.pop("_vocabulary_size", None)
+        super().__setstate__(state)
+        if lines is not None:
+            names = lines.split("\n") if size else []
+            self.vocabulary_ = dict(zip(names, range(len(names))))
+            blocks = state.get("block_")
+            if blocks is not None:  # the lead's columns by their names without the prefix, from the same list
+                k = len(LEAD_PREFIX)
+                self._lead_vocab = {names[i][k:]: i for i in np.flatnonzero(blocks >= 2).tolist()}
+
+    @staticmethod
+    def _names_in_order(vocabulary: dict[str, int]) -> list[str]:
+        names = list(vocabulary)
+        if any(i != j for i, j in zip(vocabulary.values(), range(len(names)))):
+            ordered: list[Any] = [None] * len(names)
+            for f, i in vocabulary.items():
+                ordered[i] = f
+            names = ordered
+        return names
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
@@ -315,16 +329,6 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _distinct_case_df(counts: sp.csr_matrix, texts: Sequence[str], df: np.ndarray) -> np.ndarray:
-    """The number of distinct texts each feature occurs in (``df`` itself when no text repeats)."""
-    first: dict[str, int] = {}
-    distinct = np.fromiter((first.setdefault(t, i) == i for i, t in enumerate(texts)), dtype=bool, count=len(texts))
-    if distinct.all():
-        return df
-    rows = counts[np.flatnonzero(distinct)]
-    return np.bincount(rows.indices, minlength=counts.shape[1])
-
-
 def _block_of(feature: str) -> int:
     """0 word, 1 char, 2 lead word, 3 lead char n-gram (from the prefixes the analyzer gives)."""
     lead = feature.startswith(LEAD_PREFIX)
@@ -361,21 +365,6 @@ def _count_matrix(chunks: list[np.ndarray], lengths: list[int], width: int) -> s
     return X
 
 
-def _stack(parts: list[sp.csr_matrix], width: int) -> sp.csr_matrix:
-    """Row-stack count chunks whose indices were remapped into a shared vocabulary of ``width`` columns."""
-    indptr = [np.zeros(1, dtype=np.int64)]
-    offset = 0
-    for X in parts:
-        indptr.append(X.indptr[1:].astype(np.int64) + offset)
-        offset += X.indptr[-1]
-    indices = np.concatenate([X.indices for X in parts]) if parts else np.empty(0, dtype=np.int32)
-    data = np.concatenate([X.data for X in parts]) if parts else np.empty(0, dtype=np.float32)
-    n_rows = sum(X.shape[0] for X in parts)
-    X = sp.csr_matrix((data, indices, np.concatenate(indptr)), shape=(n_rows, width))
-    X.sum_duplicates()  # in transform, several unknown features share the dropped column
-    return X
-
-
 def _check_documents(raw_documents: Any) -> None:
     if raw_documents is None or isinstance(raw_documents, (str, bytes)):
         got = "None" if raw_documents is None else "a single string"
@@ -409,26 +398,6 @@ def _chunks(texts: list[str], n_jobs: int) -> tuple[list[list[str]], int]:
         return [texts], 1
     size = max(100, -(-len(texts) // (workers * 4)))
     return [texts[i : i + size] for i in range(0, len(texts), size)], workers
-
-
-def count_many(
-    vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1, progress: bool = False
-) -> Iterator[tuple[list[str], sp.csr_matrix]]:
-    """Feature counts of many texts, chunk by chunk, each against its own vocabulary (see ``_count_chunk``).
-
-    Large batches are counted in parallel worker processes (joblib/loky, which keeps its workers between
-    calls); each gets an unfitted copy of the analyzer and sends back distinct feature names, not every one.
-    """
-    texts = list(texts)
-    chunks, workers = _chunks(texts, n_jobs)
-    if workers == 1:
-        yield _count_chunk(vectorizer, list(_progress(texts, len(texts), "tokenizing", progress, unit="text")))
-        return
-    from joblib import Parallel, delayed
-
-    analyzer = _analyzer_copy(vectorizer)
-    results = Parallel(n_jobs=workers, return_as="generator")(delayed(_count_chunk)(analyzer, c) for c in chunks)
-    yield from _progress(results, len(chunks), "tokenizing", progress, unit="chunk")
 
 
 def analyze_many(

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from joblib import cpu_count
-from scipy.optimize import minimize, minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
@@ -27,6 +26,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from .config import ModelConfig, TrainingConfig
+from .corpus import analyze_corpus
 from .errors import (
     ComplaintInputError,
     EmptyTextError,
@@ -38,6 +38,19 @@ from .errors import (
 )
 from .explanations import readable_terms
 from .features import ComplaintVectorizer
+from .partial_fit import FinalViews, epochs_for, sgd_view
+from .phases import phase
+from .sampling import FitRows, HeadStatistics, collect_rows, head_rows, stratified_sample
+from .scores import (
+    NB_ALPHA,
+    _as_multiclass,
+    _fit_temperature,
+    _fit_view_weights,
+    _naive_bayes,
+    _sample_weight,
+    _softmax,
+    _take,
+)
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, is_blank
 
 __all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
@@ -98,7 +111,6 @@ def _refuse_places(places: Any, n_texts: int) -> None:
 # Qingdao agencies, median 4, every out-of-fold combination lost 1-6 points; on the data sets with a median of
 # 290-1000 fusion gained 0.7-0.8 points on two and lost one case in 1,281 on the third)
 FUSION_MIN_MEDIAN_CLASS = 20
-_NB_ALPHA = 0.05
 _FUSION_SVM_VIEWS = ("word", "char")  # feature blocks with an SVM each in a fused head
 
 
@@ -133,6 +145,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int = 1,
         fusion: str = "auto",
+        calibration_rows: int | None = None,
     ) -> None:
         self.C = C
         self.class_weight = class_weight
@@ -142,6 +155,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.fusion = fusion
+        self.calibration_rows = calibration_rows
 
     @classmethod
     def from_config(cls, config: ModelConfig, random_state: int = 0, n_jobs: int = 1) -> TargetHead:
@@ -154,20 +168,36 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             random_state=random_state,
             n_jobs=n_jobs,
             fusion=config.fusion,
+            calibration_rows=config.calibration_rows,
         )
 
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
+    def _learner(self, rows: int) -> Any:
+        """A view's SVM: liblinear's, or for a streamed head (``fit(final=...)``) SGD's, as its final views."""
+        final = getattr(self, "_final", None)
+        if final is None:
+            return self._svm()
+        return sgd_view(self.C, rows, self.class_weight, self.random_state, _threads(getattr(self, "n_jobs", 1)),
+                        epochs_for(rows, final.epochs))
+
     def fit(self, X: sp.csr_matrix, y: Sequence[str], char_columns: np.ndarray | None = None,
-            lead_columns: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> TargetHead:
+            lead_columns: np.ndarray | None = None, sample_weight: np.ndarray | None = None,
+            statistics: HeadStatistics | None = None, final: FinalViews | None = None) -> TargetHead:
         """``char_columns``: a boolean mask of the features that are char n-grams (the vectorizer's
         ``is_char_``); without it the head is a single SVM.  ``lead_columns`` (``is_lead_``): the features of
         the text's first characters; a fused head gives them to its word view, a single SVM leaves them out
         (with a few cases per class their weights learn a caller's greeting, not the problem: BENCHMARKS.md).
         ``sample_weight``: how much each case counts (recent cases more: ``training.recency``), in every SVM,
         the naive Bayes counts, the view weights and the temperature; scaled to a mean of 1, so the
-        regularization ``C`` means what it means without weights."""
+        regularization ``C`` means what it means without weights.  Out-of-fold calibration uses at most
+        ``calibration_rows`` rows (a stratified sample, ``classifier.sampling``).
+
+        A streamed head (``classifier.partial_fit``) gets ``final``: ``X`` is then its calibration sample,
+        the fold views are SGD SVMs fitted on it, ``final(columns)`` fits the final view over each array of
+        columns on every row, and a fused head's naive Bayes learns from ``statistics`` (per-class sums over
+        every row)."""
         labels = np.asarray(y, dtype=object)
         weight = _sample_weight(sample_weight, len(labels))
         classes = np.unique(labels)
@@ -180,25 +210,40 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.temperature_ = 1.0
         self.fusion_weights_: dict[str, float] | None = None
-        folds = self._calibration_folds(labels) if self.calibration == "temperature" else []
+        self._final = final  # read by _learner while fitting, never saved
+        try:
+            return self._fit(X, labels, char_columns, lead_columns, weight, statistics, final)
+        finally:
+            self.__dict__.pop("_final", None)
+
+    def _fit(self, X: sp.csr_matrix, labels: np.ndarray, char_columns: np.ndarray | None,
+             lead_columns: np.ndarray | None, weight: np.ndarray | None, statistics: HeadStatistics | None,
+             final: FinalViews | None) -> TargetHead:
+        folds = [] if self.calibration != "temperature" else (
+            self._folds_of(labels) if final is not None else self._calibration_folds(labels))
         lead = np.zeros(X.shape[1], dtype=bool) if lead_columns is None else np.asarray(lead_columns, dtype=bool)
-        if self._fuses(labels, folds, char_columns):
+        if self._fuses(labels, folds, char_columns, statistics):
             assert char_columns is not None
-            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool), lead, weight)
+            return self._fit_fused(X, labels, folds, np.asarray(char_columns, dtype=bool), lead, weight,
+                                   statistics)
         width = X.shape[1]
         kept = np.flatnonzero(~lead) if lead.any() else None
         if kept is not None:
             X = X.tocsr()[:, kept]
         # the fold models and the final one are independent: liblinear releases the GIL, so threads run them
         # on all cores without copying X
-        fits = [(X[train], labels[train], _take(weight, train)) for train, _ in folds] + [(X, labels, weight)]
+        fits = [(X[train], labels[train], _take(weight, train)) for train, _ in folds]
+        if final is None:
+            fits.append((X, labels, weight))
         workers = min(len(fits), _threads(getattr(self, "n_jobs", 1)))
-        with _quiet_liblinear():  # warning filters are process-wide: set once here, not in each thread
+        with _quiet_liblinear(), phase("svm fits"):  # warning filters are process-wide: set once, not per thread
             if workers > 1:
                 with ThreadPoolExecutor(workers) as pool:
-                    models = list(pool.map(lambda xyw: self._svm().fit(*xyw), fits))
+                    models = list(pool.map(lambda xyw: self._learner(len(xyw[1])).fit(*xyw), fits))
             else:
-                models = [self._svm().fit(*xyw) for xyw in fits]
+                models = [self._learner(len(yy)).fit(xx, yy, ww) for xx, yy, ww in fits]
+        if final is not None:
+            models += final([np.arange(width) if kept is None else kept])
         if folds:
             scores, truth, tested = [], [], []
             for (_, test), svm in zip(folds, models):
@@ -213,9 +258,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 tested.append(test)
             self.temperature_ = _fit_temperature(np.vstack(scores), np.concatenate(truth),
                                                  _take(weight, np.concatenate(tested)))
-        self.coef_, self.intercept_ = _as_multiclass(models[-1], len(classes))
+        self.coef_, self.intercept_ = _as_multiclass(models[-1], len(self.classes_))
         if kept is not None:  # back to the vectorizer's width: the lead columns weigh nothing
-            coef = np.zeros((width, len(classes)), dtype=np.float32)
+            coef = np.zeros((width, len(self.classes_)), dtype=np.float32)
             coef[kept] = self.coef_
             self.coef_ = coef
         return self
@@ -231,7 +276,8 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 "fusion_weights": weights, "temperature": round(float(self.temperature_), 6),
                 "features_used": used}
 
-    def _fuses(self, labels: np.ndarray, folds: list, char_columns: np.ndarray | None) -> bool:
+    def _fuses(self, labels: np.ndarray, folds: list, char_columns: np.ndarray | None,
+               statistics: HeadStatistics | None = None) -> bool:
         if self.fusion == "off" or not folds or char_columns is None:
             return False
         char_columns = np.asarray(char_columns, dtype=bool)
@@ -242,11 +288,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             return False
         if self.fusion == "on":
             return True
-        _, counts = np.unique(labels, return_counts=True)
+        # the class sizes of every row the head learns from (``labels`` are a sample when it is streamed)
+        counts = np.unique(labels, return_counts=True)[1] if statistics is None else statistics.class_rows
         return bool(np.median(counts) >= FUSION_MIN_MEDIAN_CLASS)
 
     def _fit_fused(self, X: sp.csr_matrix, labels: np.ndarray, folds: list, is_char: np.ndarray,
-                   lead: np.ndarray, weight: np.ndarray | None = None) -> TargetHead:
+                   lead: np.ndarray, weight: np.ndarray | None = None,
+                   statistics: HeadStatistics | None = None) -> TargetHead:
         X = X.tocsr()
         # the word view takes the lead's blocks too: its fitted weight decides how much they count
         every = {"all": np.arange(X.shape[1]), "word": np.flatnonzero(~is_char), "char": np.flatnonzero(is_char)}
@@ -254,20 +302,33 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         blocks = [every[name] for name in _FUSION_SVM_VIEWS]
         n_svms = len(blocks)
         parts = [(train, test) for train, test in folds] + [(np.arange(X.shape[0]), None)]
-        jobs = [(k, b) for k in range(len(parts)) for b in range(n_svms)]
+        final = getattr(self, "_final", None)
+        jobs = [(k, b) for k in range(len(parts) - (final is not None)) for b in range(n_svms)]
 
         def fit_svm(job: tuple[int, int]) -> LinearSVC:
             k, b = job
             rows = parts[k][0]
-            return self._svm().fit(X[rows][:, blocks[b]], labels[rows], sample_weight=_take(weight, rows))
+            # the final fit takes X itself (no row copy); the view's columns go straight to float64, the type
+            # liblinear copies from, so only one copy of the view is held while it fits
+            view = (X if k == len(folds) else X[rows])[:, blocks[b]].astype(np.float64)
+            return self._learner(len(rows)).fit(view, labels[rows], sample_weight=_take(weight, rows))
 
         workers = min(len(jobs), _threads(getattr(self, "n_jobs", 1)))
-        with _quiet_liblinear():
+        with _quiet_liblinear(), phase("svm fits"):
             if workers > 1:
                 with ThreadPoolExecutor(workers) as pool:
                     svms = list(pool.map(fit_svm, jobs))
             else:
                 svms = [fit_svm(j) for j in jobs]
+        if final is not None:
+            svms += final(blocks)
+        with phase("naive Bayes and fusion"):
+            return self._fuse(X, labels, folds, parts, blocks, nb_columns, svms, weight, statistics)
+
+    def _fuse(self, X: sp.csr_matrix, labels: np.ndarray, folds: list, parts: list, blocks: list,
+              nb_columns: np.ndarray, svms: list, weight: np.ndarray | None,
+              statistics: HeadStatistics | None) -> TargetHead:
+        n_svms = len(blocks)
         n_classes = len(self.classes_)
 
         def linear_views(k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -278,14 +339,18 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                 coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
                 coef[blocks[b]] = coef_b
                 views.append((coef, icpt.astype(np.float64)))
-            nb = MultinomialNB(alpha=_NB_ALPHA).fit(X[parts[k][0]][:, nb_columns], labels[parts[k][0]],
-                                                    sample_weight=_take(weight, parts[k][0]))
-            log_prob = nb.feature_log_prob_.T
+            if statistics is not None and k == len(folds):  # the final view: naive Bayes over every row
+                log_prob, log_prior = _naive_bayes(statistics, self.classes_, nb_columns)
+            else:
+                rows = parts[k][0]
+                nb = MultinomialNB(alpha=NB_ALPHA).fit(X[rows][:, nb_columns], labels[rows],
+                                                        sample_weight=_take(weight, rows))
+                log_prob, log_prior = nb.feature_log_prob_.T, nb.class_log_prior_
             # centred per feature: adding the same number to every class changes no probability, and a
             # feature's weight then says how much it favours a class over the average (explanations)
             coef = np.zeros((X.shape[1], n_classes), dtype=np.float32)
             coef[nb_columns] = log_prob - log_prob.mean(axis=1, keepdims=True)
-            views.append((coef, nb.class_log_prior_.astype(np.float64)))
+            views.append((coef, log_prior.astype(np.float64)))
             return views
 
         truth = np.searchsorted(self.classes_, labels)
@@ -307,7 +372,14 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         return self
 
     def _calibration_folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(train, test) index pairs for out-of-fold scores; empty when the data is too small to calibrate."""
+        """(train, test) index pairs for out-of-fold scores; empty when the data is too small to calibrate.
+        Over ``calibration_rows`` rows the folds split a stratified sample of them (``classifier.sampling``)."""
+        sample = stratified_sample(y, getattr(self, "calibration_rows", None), self.random_state)
+        if sample is None:
+            return self._folds_of(y)
+        return [(sample[train], sample[test]) for train, test in self._folds_of(y[sample])]
+
+    def _folds_of(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         _, counts = np.unique(y, return_counts=True)
         folds = min(self.calibration_folds, int(counts.min()))
         if folds < 2:
@@ -365,76 +437,6 @@ def _quiet_liblinear() -> Iterator[None]:
         yield
 
 
-def _as_multiclass(svm: LinearSVC, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    coef = svm.coef_
-    intercept = svm.intercept_
-    if n_classes == 2:  # sklearn gives one column for binary problems: scores s for class 1, -s for class 0
-        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    return np.ascontiguousarray(coef.T, dtype=np.float32), intercept.astype(np.float32)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
-    """Case weights as float64 scaled to a mean of 1 (None stays None: every case counts once)."""
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n,):
-        raise TrainingDataError(f"sample_weight has shape {w.shape} for {n} cases; give one weight per case")
-    if not np.all(np.isfinite(w)) or (w < 0).any() or not (w > 0).any():
-        raise TrainingDataError("sample weights must be finite, non-negative and not all zero")
-    return w * (n / w.sum())
-
-
-def _take(weight: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    return None if weight is None else weight[rows]
-
-
-def _weighted_mean(values: np.ndarray, weight: np.ndarray | None) -> float:
-    return float(values.mean() if weight is None else np.average(values, weights=weight))
-
-
-def _fit_view_weights(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    """One non-negative weight per view (scores: rows x views x classes) minimizing the log-loss of the
-    softmax of the weighted sum; started from the views' equal sum.  Non-negative: the views overlap (word and
-    char n-grams see the same text), and a negative weight would only be that overlap being undone, turning
-    the explanations' "terms that pushed toward the label" upside down."""
-    rows = np.arange(len(truth))
-    share = (np.full(len(truth), 1.0 / len(truth)) if weight is None else weight / weight.sum())
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        z = np.einsum("nvk,v->nk", scores, w)
-        z -= z.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(z).sum(axis=1))
-        p = np.exp(z - log_norm[:, None])
-        p[rows, truth] -= 1.0
-        grad = np.einsum("nvk,nk->v", scores, p * share[:, None])
-        return float(((log_norm - z[rows, truth]) * share).sum()), grad
-
-    res = minimize(loss, np.ones(scores.shape[1]), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0, None)] * scores.shape[1])
-    return np.asarray(res.x, dtype=np.float64)
-
-
-def _fit_temperature(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> float:
-    """The temperature that minimizes the (weighted) negative log-likelihood of out-of-fold scores."""
-
-    def nll(log_t: float) -> float:
-        z = scores / math.exp(log_t)
-        z = z - z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return -_weighted_mean(log_p[np.arange(len(truth)), truth], weight)
-
-    res = minimize_scalar(nll, bounds=(math.log(1e-3), math.log(1e2)), method="bounded")
-    return float(math.exp(res.x))
-
-
 class ComplaintClassifier(BaseEstimator):
     """Classify complaint texts for one or more targets (e.g. category and agency).
 
@@ -471,8 +473,9 @@ class ComplaintClassifier(BaseEstimator):
         return self
 
     def _fit_matrix(self, texts: Sequence[str], targets: Mapping[str, Sequence[Any]],
-                    sample_weight: Sequence[float] | np.ndarray | None = None) -> sp.csr_matrix:
-        """``fit``, returning the training feature matrix so subclasses can fit more heads on it."""
+                    sample_weight: Sequence[float] | np.ndarray | None = None) -> FitRows:
+        """``fit``, returning the rows the heads learned from (``FitRows``: their features, and which rows of
+        ``texts`` they are when a large corpus was sampled) so subclasses can fit more heads on them."""
         cfg = self._config()
         texts = check_texts(texts, cfg.max_text_length)
         if not isinstance(targets, Mapping) or not targets:
@@ -504,21 +507,69 @@ class ComplaintClassifier(BaseEstimator):
             normalization=getattr(f, "normalization", NORMALIZATION_VERSION),
         )
         weight = _sample_weight(sample_weight, len(texts))
-        X = self.vectorizer_.fit_transform(texts)
-        self.heads_: dict[str, TargetHead] = {}
-        for name, labels in _progress_items(targets, self.progress):
-            y = np.asarray(labels, dtype=object)
-            has = np.array([_is_label(v) for v in y], dtype=bool)
-            head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
-            self.heads_[name] = head.fit(self._head_rows(X, has), y[has].astype(str),
-                                         char_columns=self.vectorizer_.is_char_, lead_columns=self.vectorizer_.is_lead_,
-                                         sample_weight=_take(weight, np.flatnonzero(has)))
-        self.targets_ = list(self.heads_)
-        return X
+        given = {name: np.array([str(v) if _is_label(v) else None for v in values], dtype=object)
+                 for name, values in targets.items()}
+        # the text is analyzed once; only the rows the heads fit on are held as a matrix (classifier.sampling)
+        m = cfg.model
+        with analyze_corpus(self.vectorizer_, texts, n_jobs=cfg.n_jobs, progress=self.progress) as corpus:
+            corpus.select(self.vectorizer_)
+            with phase("feature matrix"):
+                fit = collect_rows(corpus.features(self.vectorizer_), len(texts), given, m.exact_fit_rows,
+                                   m.calibration_rows, cfg.seed, weight)
+        try:
+            self.heads_: dict[str, TargetHead] = {}
+            for name, y in _progress_items(given, self.progress):
+                head = TargetHead.from_config(m, random_state=cfg.seed, n_jobs=cfg.n_jobs)
+                with phase(f"head {name}"):
+                    self.heads_[name] = self._fit_head(head, fit, name, y, weight)
+            self.targets_ = list(self.heads_)
+        finally:
+            fit.close()
+        return fit
 
-    def _head_rows(self, X: sp.csr_matrix, has: np.ndarray) -> sp.csr_matrix:
+    def fit_features(self, vectorizer: ComplaintVectorizer, fit: FitRows, targets: Mapping[str, np.ndarray],
+                     sample_weight: np.ndarray | None = None) -> ComplaintClassifier:
+        """Fit the heads on features built elsewhere (``training.cluster_training``: on Dask workers) with a
+        fitted ``vectorizer``; ``targets``: name -> a label per corpus row (None: unlabeled)."""
+        cfg = self._config()
+        self.vectorizer_ = vectorizer
+        self.heads_ = {}
+        for name, y in targets.items():
+            head = TargetHead.from_config(cfg.model, random_state=cfg.seed, n_jobs=cfg.n_jobs)
+            with phase(f"head {name}"):
+                self.heads_[name] = self._fit_head(head, fit, name, np.asarray(y, dtype=object), sample_weight)
+        self.targets_ = list(self.heads_)
+        return self
+
+    def _fit_head(self, head: TargetHead, fit: FitRows, name: str, y: np.ndarray,
+                  weight: np.ndarray | None) -> TargetHead:
+        """Fit one target's head on ``fit``: exactly on its rows, or streamed (``classifier.sampling``)."""
+        cfg = self._config()
+        columns = {"char_columns": self.vectorizer_.is_char_, "lead_columns": self.vectorizer_.is_lead_}
+        if name not in fit.class_index:  # exact: every labeled row is in fit.X
+            if fit.rows is not None:
+                y = y[fit.rows]
+                weight = _take(weight, fit.rows)
+            has = np.array([v is not None for v in y], dtype=bool)
+            return head.fit(self._head_rows(fit.X, has), y[has].astype(str),
+                            sample_weight=_take(weight, np.flatnonzero(has)), **columns)
+        stats = fit.statistics[name]
+        assert fit.chunks is not None
+        partial = bool((fit.class_index[name] < 0).any())  # labeled on part of the texts: its own min_df
+        df = stats.document_frequency if partial else None
+        sample = fit.calibration[name]
+        X = self._head_rows(fit.X[sample], np.ones(len(sample), dtype=bool), df)
+        final = FinalViews(fit.chunks, fit.class_index[name], stats.classes, cfg.model.C, cfg.model.class_weight,
+                           cfg.model.sgd_epochs, cfg.seed, _threads(cfg.n_jobs),
+                           None if df is None else df >= cfg.features.min_df, fit.weights.get(name))
+        rows = sample if fit.rows is None else fit.rows[sample]
+        return head.fit(X, y[rows].astype(str), sample_weight=_take(weight, rows), statistics=stats, final=final,
+                        **columns)
+
+    def _head_rows(self, X: sp.csr_matrix, has: np.ndarray,
+                   document_frequency: np.ndarray | None = None) -> sp.csr_matrix:
         """The rows of ``X`` a head labeled on ``has`` learns from (``head_rows`` with the config's min_df)."""
-        return head_rows(X, has, self._config().features.min_df)
+        return head_rows(X, has, self._config().features.min_df, document_frequency)
 
     # -- introspection ----------------------------------------------------------------------------------
     def classes(self, target: str) -> list[str]:
@@ -714,27 +765,6 @@ def _ranked_rows(classes: np.ndarray, P: np.ndarray, top_k: int) -> list[dict[st
         alts = [{"label": str(classes[j]), "score": round(s, 6)} for j, s in zip(js, ss, strict=True)]
         out.append({"label": alts[0]["label"], "score": alts[0]["score"], "alternatives": alts})
     return out
-
-
-def head_rows(X: sp.csr_matrix, has: np.ndarray, min_df: int) -> sp.csr_matrix:
-    """The rows of ``X`` a head labeled on ``has`` (a boolean mask) learns from.
-
-    A target labeled on part of the texts (an agency: only on the forwarded cases) sees only the features in
-    at least ``min_df`` of *its* texts, as if the vectorizer had been fitted on them alone: the others were
-    admitted because of texts it has no label for, and each occurs in one of its cases, which with a few cases
-    per class it fits like a name (Qingdao agencies trained beside categories: 0.8256 without, 0.8367 with
-    this, 0.8404 alone; BENCHMARKS.md, joint targets).  A zeroed column gets a zero weight (the SVM never sees
-    it; naive Bayes gives it one log-probability for every class, which centring removes), so the head needs
-    no mask at prediction time.  ``training.tune`` scores heads through this too, so it measures what
-    ``train`` fits."""
-    has = np.asarray(has, dtype=bool)
-    if has.all():
-        return X
-    rows = X[np.flatnonzero(has)].tocsr()
-    df = np.bincount(rows.indices, minlength=rows.shape[1])
-    rows.data[df[rows.indices] < min_df] = 0.0
-    rows.eliminate_zeros()
-    return rows
 
 
 def _is_label(v: Any) -> bool:

@@ -112,9 +112,16 @@ class RoutedClassifier(ComplaintClassifier):
             if derived in targets:
                 raise TrainingDataError(f"{derived!r} is derived from the routing directory; do not pass it")
         self.__dict__.pop("_plans", None)
-        X = self._fit_matrix(texts, targets, sample_weight)
+        fit = self._fit_matrix(texts, targets, sample_weight)
         if self.directory is not None and AGENCY in targets:
-            self._fit_routing(X, targets[AGENCY], targets.get(CATEGORY), texts=texts, sample_weight=sample_weight)
+            agencies, categories = targets[AGENCY], targets.get(CATEGORY)
+            weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+            if fit.rows is not None:  # a large corpus: the routing heads learn from the same sample of rows
+                rows = fit.rows.tolist()
+                agencies, texts = [agencies[i] for i in rows], [texts[i] for i in rows]
+                categories = None if categories is None else [categories[i] for i in rows]
+                weight = None if weight is None else weight[fit.rows]
+            self._fit_routing(fit.X, agencies, categories, texts=texts, sample_weight=weight)
         else:
             self.directory_ = None
         return self

@@ -42,6 +42,15 @@ def test_train_prints_metrics_and_makes_the_first_version_current(export, tmp_pa
     assert result["heads"]["category"]["features_used"] > 0
 
 
+def test_train_phases_say_where_the_time_went(export, tmp_path, capsys):
+    code, _, err = run(["train", str(export), "--text", "留言详情", "--category", "一级标签", "--quiet",
+                        "--store", str(tmp_path), "--test-size", "0", "--phases"], capsys)
+    assert code == 0
+    names = [line.split(":")[0].strip() for line in err.splitlines() if " s CPU), peak " in line]
+    assert names[:3] == ["analysis and counting", "vocabulary", "feature matrix"]
+    assert "head category" in names and names[-1] == "saving"
+
+
 def test_predict_json_has_the_service_shape(trained_store, capsys):
     code, out, _ = run(["predict", "--json", "--store", str(trained_store),
                         "同心县出租车司机拒载绕路", "学校乱收费"], capsys)

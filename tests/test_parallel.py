@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from classifier import features
+from classifier import corpus, features
 from classifier.features import ComplaintVectorizer, analyze_many
 from training.demo import DEMO_CORPUS
 
@@ -15,6 +15,8 @@ def test_parallel_tokenization_equals_serial(monkeypatch):
     serial_vec = ComplaintVectorizer(n_jobs=1)
     serial = analyze_many(serial_vec, texts, n_jobs=1)
     monkeypatch.setattr(features, "_PARALLEL_MIN_CHARS", 1)  # force the parallel path on a small input
+    monkeypatch.setattr(corpus, "PARALLEL_MIN_CHARS", 1)
+    monkeypatch.setattr(corpus, "CHUNK_TEXTS", 250)  # several chunks, analyzed by two processes
     parallel = analyze_many(ComplaintVectorizer(n_jobs=2), texts, n_jobs=2)
     assert parallel == serial
     X1 = ComplaintVectorizer(n_jobs=1).fit_transform(texts)

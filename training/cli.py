@@ -131,6 +131,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="also print the whole validation report and how each target's model is built")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--phases", action="store_true",
+                   help="print where training spent its time and memory, phase by phase (to stderr)")
     _store_arg(p)
     add_loop_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -180,13 +182,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         from classifier.jurisdiction import RoutingDirectory
 
         directory = RoutingDirectory.from_dir(args.directory)
+    from contextlib import nullcontext
+
+    from classifier.phases import phase, record_phases
+
     store = _store(args)
-    model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
-                  progress=False if quiet else progress_default(), log=_say(quiet), encoding=args.encoding,
-                  directory=directory, group=args.group, time=args.time, feedback=args.feedback,
-                  id_column=args.id_column)
-    before = store.current()
-    version = save_model(model, store, promote=True if args.promote else None, note=args.note)
+    with record_phases() if args.phases else nullcontext() as phases:
+        model = train(args.data, text=args.text, targets=parse_targets(args), config=config,
+                      progress=False if quiet else progress_default(), log=_say(quiet), encoding=args.encoding,
+                      directory=directory, group=args.group, time=args.time, feedback=args.feedback,
+                      id_column=args.id_column)
+        before = store.current()
+        with phase("saving"):
+            version = save_model(model, store, promote=True if args.promote else None, note=args.note)
+    if phases is not None:
+        for row in phases.rows():
+            print(f"{'  ' * row['depth']}{row['phase']}: {row['seconds']:,.1f} s ({row['cpu_seconds']:,.1f} s CPU), "
+                  f"peak {row['peak_gib']:.2f} GiB", file=sys.stderr)
     current = store.current() == version
     if args.json:
         report = getattr(model, "validation_report", None)

@@ -52,10 +52,15 @@ def add_command(sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="refuse a model trained with other library versions")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary line on stderr")
     _store_arg(p)
+    from .distributed import add_scheduler_option
+
+    add_scheduler_option(batch)
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.scheduler is not None:
+        return _predict_on_cluster(args)
     if args.data is not None:
         return _predict_data(args)
     for flag, value in (("--text", args.text), ("--id", args.id_column), ("--place-column", args.place_column),
@@ -118,6 +123,27 @@ def _predict_data(args: argparse.Namespace) -> int:
                            progress=not args.quiet and progress_default())
     if not args.quiet:
         print(f"{summary.sentence()} (model version {stored.version})", file=sys.stderr)
+    return 0
+
+
+def _predict_on_cluster(args: argparse.Namespace) -> int:
+    """``--data PATH --scheduler [ADDRESS]``: the same records, one file per partition (training.distributed)."""
+    import time
+
+    from .distributed import check_cluster_args, cluster_client, predict_on_cluster
+
+    check_cluster_args(args)
+    stored = load_for_cli(args)
+    t0 = time.perf_counter()
+    with cluster_client(args.scheduler) as client:
+        done = predict_on_cluster(stored.model, str(args.data), args.text or "text", args.id_column, str(args.out),
+                                  client, version=stored.version, top_k=args.top_k, place_column=args.place_column,
+                                  place=args.place)
+    seconds = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"scored {done.rows:,} rows in {done.partitions} partitions on {done.workers} workers "
+              f"({done.rows / max(seconds, 1e-9):,.0f} rows/s) with model version {stored.version}; wrote "
+              f"{done.out}/part-*", file=sys.stderr)
     return 0
 
 

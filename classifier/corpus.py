@@ -1,0 +1,303 @@
+"""A training corpus's features, built in chunks with memory bounded by settings rather than by the data.
+
+Fitting a vectorizer used to hold every raw feature of every text at once (a dict of each distinct n-gram, the
+count matrix of all texts and its copies): memory grew with the corpus, ~3.5 GiB per 100,000 texts.  Here:
+
+1. **Analysis**, chunk by chunk (``CHUNK_TEXTS`` texts, in worker processes when the corpus is large): each
+   text is normalized, segmented and cut into n-grams once (``ComplaintVectorizer.analyze``, the one text path),
+   and each chunk is counted against its own small vocabulary.
+2. **Counting**: each chunk's document frequencies go into one bounded table (``DocumentFrequencies``): when
+   it holds more than ``capacity`` distinct features, the less frequent half is dropped (lossy counting: a
+   feature dropped and seen again starts from zero, so only features rarer than the kept ones can be lost).
+   The chunk's counts are kept as they are (on disk past ``SPILL_BYTES``), with their columns as table ids.
+3. **Vocabulary**: the features in at least ``min_df`` and at most ``max_df`` of the texts; the
+   ``max_features`` most frequent of them when there are more (ties: the first seen), in order of first
+   appearance.
+4. **Features**: each chunk's counts are re-read, their ids mapped to the vocabulary's columns and weighted
+   (``ComplaintVectorizer._weight``), chunk by chunk; a caller receives the chunks in order and keeps what it
+   needs (every row, or a sample and per-class sums: ``classifier.sampling``).
+
+The text is analyzed once: the features are built from the kept counts, not from the text again.  A fixed
+chunk size makes the result independent of the number of workers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .phases import phase
+
+if TYPE_CHECKING:
+    from .features import ComplaintVectorizer
+
+__all__ = ["CHUNK_TEXTS", "ChunkStore", "DocumentFrequencies", "AnalyzedCorpus", "analyze_corpus"]
+
+# texts per chunk: fixed (not derived from the number of workers) so that lossy counting, and so the model,
+# is the same however many processes analyzed the corpus
+CHUNK_TEXTS = 5_000
+# below this many characters a corpus is analyzed in this process (worker start-up and shipping names back
+# cost more than they save: BENCHMARKS.md, issue 5)
+PARALLEL_MIN_CHARS = 4_000_000
+# kept chunk counts stay in memory up to this size, then go to a temporary folder ($TMPDIR)
+SPILL_BYTES = 64 * 2**20
+# the count table holds at least this many distinct features before it prunes
+MIN_CAPACITY = 1_000_000
+
+
+class DocumentFrequencies:
+    """Distinct features (name -> id) with the number of texts each occurred in, bounded by ``capacity``.
+
+    Ids are given in order of first appearance.  When the table exceeds ``capacity`` the features with the
+    lowest frequencies are dropped until half of it is left (ties: the later seen go first) and the rest are
+    renumbered in order; ``resolve`` maps ids handed out before a pruning to the current ones (-1: dropped).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(int(capacity), 2)
+        self._ids: defaultdict[str, int] = defaultdict()
+        self._ids.default_factory = self._ids.__len__
+        self._df = np.zeros(1024, dtype=np.int64)
+        self._cases = np.zeros(1024, dtype=np.int64)  # distinct texts: a repeated text counts once
+        self._renumberings: list[np.ndarray] = []
+        self.pruned = 0  # features dropped so far
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def epoch(self) -> int:
+        """How many prunings happened so far: ids handed out now are valid until the next."""
+        return len(self._renumberings)
+
+    def add(self, names: Sequence[str], df: np.ndarray, cases: np.ndarray | None = None) -> np.ndarray:
+        """Count one chunk: its distinct feature names, how many of its texts each occurred in and how many of
+        its distinct texts (``cases``; None: ``df``, no text repeated); return the table id of each name (valid
+        at the current ``epoch``).  Names are new to the table in order, so ids grow by one each."""
+        ids = np.fromiter(map(self._ids.__getitem__, names), dtype=np.int64, count=len(names))
+        size = len(self._ids)
+        if size > len(self._df):
+            grow = max(size, 2 * len(self._df))
+            self._df = np.concatenate([self._df, np.zeros(grow - len(self._df), dtype=np.int64)])
+            self._cases = np.concatenate([self._cases, np.zeros(grow - len(self._cases), dtype=np.int64)])
+        # a chunk's names are distinct, so plain fancy-index addition counts each once
+        self._df[ids] += df
+        self._cases[ids] += df if cases is None else cases
+        return ids
+
+    def prune_if_full(self) -> None:
+        if len(self._ids) > self.capacity:
+            self._prune(self.capacity // 2)
+
+    def _prune(self, keep: int) -> None:
+        size = len(self._ids)
+        df = self._df[:size]
+        # the ``keep`` most frequent, earlier seen first among equals; then back to first-appearance order
+        order = np.argsort(-df, kind="stable")[:keep]
+        order.sort()
+        renumber = np.full(size, -1, dtype=np.int64)
+        renumber[order] = np.arange(len(order))
+        names = list(self._ids)
+        ids: defaultdict[str, int] = defaultdict()
+        ids.default_factory = ids.__len__
+        for i in order.tolist():
+            ids[names[i]]
+        self._ids = ids
+        self._df = np.concatenate([df[order], np.zeros(max(1024, len(order)), dtype=np.int64)])
+        self._cases = np.concatenate([self._cases[:size][order], np.zeros(max(1024, len(order)), dtype=np.int64)])
+        self._renumberings.append(renumber)
+        self.pruned += size - len(order)
+
+    def resolve(self, ids: np.ndarray, epoch: int) -> np.ndarray:
+        """Current ids of ids handed out at ``epoch`` (-1 where the feature was dropped since)."""
+        for renumber in self._renumberings[epoch:]:
+            ids = np.where(ids >= 0, renumber[np.maximum(ids, 0)], -1)
+        return ids
+
+    def frequencies(self) -> np.ndarray:
+        return self._df[: len(self._ids)]
+
+    def case_frequencies(self) -> np.ndarray:
+        """In how many distinct texts each feature occurred (what ``min_df`` counts)."""
+        return self._cases[: len(self._ids)]
+
+    def names(self) -> list[str]:
+        return list(self._ids)
+
+
+class ChunkStore:
+    """Sparse matrices of consecutive chunks of rows, each with a tag, held in memory up to ``SPILL_BYTES``
+    and past that in a temporary folder (``$TMPDIR``) that ``close`` removes."""
+
+    def __init__(self) -> None:
+        self._chunks: list[Any] = []
+        self._bytes = 0
+        self._dir: Path | None = None
+
+    def append(self, X: sp.csr_matrix, tag: int = 0) -> None:
+        size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+        if self._dir is None and self._bytes + size > SPILL_BYTES:
+            self._dir = Path(tempfile.mkdtemp(prefix="hotline-features-"))
+        if self._dir is not None:
+            path = self._dir / f"chunk-{len(self._chunks)}.npz"
+            np.savez(path, data=X.data, indices=X.indices, indptr=X.indptr, shape=np.array(X.shape))
+            self._chunks.append((path, tag))
+        else:
+            self._chunks.append((X, tag))
+            self._bytes += size
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def read(self, i: int) -> tuple[sp.csr_matrix, int]:
+        item, tag = self._chunks[i]
+        if isinstance(item, Path):
+            with np.load(item) as f:
+                item = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
+        return item, tag
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        self._chunks = []
+
+
+class AnalyzedCorpus:
+    """Every text of a corpus analyzed once: the feature counts of each chunk and their document frequencies.
+
+    ``select`` fits a vectorizer's vocabulary and idf from it; ``features`` then yields the weighted feature
+    rows chunk by chunk.  ``close`` (or a ``with`` block) removes the temporary files.
+    """
+
+    def __init__(self, n_texts: int, table: DocumentFrequencies, store: ChunkStore) -> None:
+        self.n_texts = n_texts
+        self.table = table
+        self._store = store
+        self._columns: np.ndarray | None = None
+
+    def __enter__(self) -> AnalyzedCorpus:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def select(self, vectorizer: ComplaintVectorizer) -> None:
+        """Fit ``vectorizer``'s vocabulary (``min_df``, ``max_df``, ``max_features``) and idf on this corpus."""
+        from .features import EXPLAIN_MIN_CASES, _block_of
+
+        with phase("vocabulary"):
+            df = self.table.frequencies()
+            cases = self.table.case_frequencies()
+            n_docs = self.n_texts
+            # min_df counts distinct cases: a text repeated (one caller's name in two copies of one complaint)
+            # is one case, so a one-off token cannot enter the vocabulary by being duplicated
+            keep = (cases >= vectorizer.min_df) & (df <= vectorizer.max_df * n_docs)
+            max_features = vectorizer.max_features
+            if max_features is not None and keep.sum() > max_features:
+                # the most frequent features; ties broken by first appearance so the result is deterministic
+                order = np.argsort(-np.where(keep, df, -1), kind="stable")[:max_features]
+                keep = np.zeros_like(keep)
+                keep[order] = True
+            if not keep.any():
+                raise ValueError("no features left after min_df/max_df pruning; lower min_df or give more text")
+            kept = np.flatnonzero(keep)
+            names = self.table.names()
+            kept_names = [names[i] for i in kept.tolist()]
+            del names
+            columns = np.full(len(df), -1, dtype=np.int64)
+            columns[kept] = np.arange(len(kept))
+            self._columns = columns
+            vectorizer._set_vocabulary(kept_names, (np.log((1.0 + n_docs) / (1.0 + df[kept])) + 1.0)
+                                       .astype(np.float32),
+                                       np.fromiter(map(_block_of, kept_names), dtype=np.int8, count=len(kept)),
+                                       n_docs,
+                                       np.flatnonzero(cases[kept] < max(vectorizer.min_df, EXPLAIN_MIN_CASES)))
+
+    def features(self, vectorizer: ComplaintVectorizer) -> Iterator[tuple[int, sp.csr_matrix]]:
+        """(first row, weighted features) of each chunk in order, over the columns ``select`` chose."""
+        if self._columns is None:
+            raise RuntimeError("select a vocabulary first")
+        width = len(vectorizer.vocabulary_)
+        start = 0
+        for i in range(len(self._store)):
+            counts, epoch = self._store.read(i)
+            cols = self._columns[self.table.resolve(counts.indices, epoch)]
+            keep = cols >= 0
+            row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[keep]
+            indptr = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+            np.cumsum(np.bincount(row_of, minlength=counts.shape[0]), out=indptr[1:])
+            X = sp.csr_matrix((counts.data[keep], cols[keep].astype(np.int32), indptr),
+                              shape=(counts.shape[0], width))
+            yield start, vectorizer._weight(X)
+            start += counts.shape[0]
+
+
+def first_occurrences(texts: Sequence[str]) -> np.ndarray:
+    """True for each text not seen earlier in ``texts`` (by a 64-bit hash of the text: 16 bytes a text)."""
+    import pandas as pd
+
+    if not len(texts):
+        return np.zeros(0, dtype=bool)
+    hashes = pd.util.hash_array(np.asarray(texts, dtype=object))
+    first = np.zeros(len(texts), dtype=bool)
+    first[np.unique(hashes, return_index=True)[1]] = True
+    return first
+
+
+def _chunks(texts: Sequence[str]) -> list[Sequence[str]]:
+    return [texts[i : i + CHUNK_TEXTS] for i in range(0, len(texts), CHUNK_TEXTS)]
+
+
+def analyze_corpus(vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1,
+                   progress: bool = False, capacity: int | None = None) -> AnalyzedCorpus:
+    """Analyze and count every text once, chunk by chunk (see the module docstring)."""
+    from .features import _analyzer_copy, _count_chunk, _progress
+
+    texts = list(texts)
+    if capacity is None:
+        capacity = max(MIN_CAPACITY, 2 * (vectorizer.max_features or 0))
+    table = DocumentFrequencies(capacity)
+    store = ChunkStore()
+    chunks = _chunks(texts)
+    workers = 1
+    if n_jobs != 1 and len(chunks) > 1 and sum(map(len, texts)) >= PARALLEL_MIN_CHARS:
+        from joblib import effective_n_jobs
+
+        workers = effective_n_jobs(n_jobs)
+    if workers > 1:
+        from joblib import Parallel, delayed
+
+        analyzer = _analyzer_copy(vectorizer)
+        results: Any = Parallel(n_jobs=workers, return_as="generator")(
+            delayed(_count_chunk)(analyzer, c) for c in chunks)
+    else:
+        results = (_count_chunk(vectorizer, c) for c in chunks)
+    repeated = ~first_occurrences(texts)
+    try:
+        with phase("analysis and counting"):
+            for k, (names, counts) in enumerate(_progress(results, len(chunks), "tokenizing", progress,
+                                                          unit="chunk")):
+                df = np.bincount(counts.indices, minlength=len(names))
+                again = repeated[k * CHUNK_TEXTS:k * CHUNK_TEXTS + counts.shape[0]]
+                cases = (None if not again.any() else
+                         np.bincount(counts[np.flatnonzero(~again)].indices, minlength=len(names)))
+                ids = table.add(names, df, cases)
+                # the chunk's columns as table ids, tagged with the epoch those ids belong to
+                store.append(sp.csr_matrix((counts.data, ids[counts.indices].astype(np.int32), counts.indptr),
+                                           shape=counts.shape), table.epoch)
+                table.prune_if_full()
+    except BaseException:
+        store.close()
+        raise
+    return AnalyzedCorpus(len(texts), table, store)

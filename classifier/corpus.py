@@ -48,8 +48,11 @@ CHUNK_TEXTS = 5_000
 PARALLEL_MIN_CHARS = 4_000_000
 # kept chunk counts stay in memory up to this size, then go to a temporary folder ($TMPDIR)
 SPILL_BYTES = 64 * 2**20
-# the count table holds at least this many distinct features before it prunes
+# the count table holds at least this many distinct features before it prunes (by name; by code: per kind)
 MIN_CAPACITY = 1_000_000
+MIN_CODE_CAPACITY = 2_000_000
+# a kind's pending chunk counts are merged into its table once they hold this many codes (or the table's size)
+MERGE_MIN = 1_000_000
 
 
 class DocumentFrequencies:
@@ -141,27 +144,36 @@ class ChunkStore:
         self._bytes = 0
         self._dir: Path | None = None
 
-    def append(self, X: sp.csr_matrix, tag: int = 0) -> None:
-        size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    def append(self, X: sp.csr_matrix, tag: int = 0, extra: Sequence[np.ndarray] = ()) -> None:
+        """Keep ``X`` with its ``tag`` and any ``extra`` arrays (``read_extra``)."""
+        size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes + sum(a.nbytes for a in extra)
         if self._dir is None and self._bytes + size > SPILL_BYTES:
             self._dir = Path(tempfile.mkdtemp(prefix="hotline-features-"))
         if self._dir is not None:
             path = self._dir / f"chunk-{len(self._chunks)}.npz"
-            np.savez(path, data=X.data, indices=X.indices, indptr=X.indptr, shape=np.array(X.shape))
-            self._chunks.append((path, tag))
+            arrays: dict[str, Any] = {f"extra{k}": a for k, a in enumerate(extra)}
+            np.savez(path, data=X.data, indices=X.indices, indptr=X.indptr, shape=np.array(X.shape), **arrays)
+            self._chunks.append((path, tag, len(extra)))
         else:
-            self._chunks.append((X, tag))
+            self._chunks.append(((X, list(extra)), tag, len(extra)))
             self._bytes += size
 
     def __len__(self) -> int:
         return len(self._chunks)
 
     def read(self, i: int) -> tuple[sp.csr_matrix, int]:
-        item, tag = self._chunks[i]
+        item, tag, _ = self._chunks[i]
         if isinstance(item, Path):
             with np.load(item) as f:
-                item = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
-        return item, tag
+                return sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"])), tag
+        return item[0], tag
+
+    def read_extra(self, i: int) -> list[np.ndarray]:
+        item, _, n = self._chunks[i]
+        if isinstance(item, Path):
+            with np.load(item) as f:
+                return [f[f"extra{k}"] for k in range(n)]
+        return item[1]
 
     def close(self) -> None:
         if self._dir is not None:
@@ -233,14 +245,150 @@ class AnalyzedCorpus:
         for i in range(len(self._store)):
             counts, epoch = self._store.read(i)
             cols = self._columns[self.table.resolve(counts.indices, epoch)]
-            keep = cols >= 0
-            row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[keep]
-            indptr = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-            np.cumsum(np.bincount(row_of, minlength=counts.shape[0]), out=indptr[1:])
-            X = sp.csr_matrix((counts.data[keep], cols[keep].astype(np.int32), indptr),
-                              shape=(counts.shape[0], width))
-            yield start, vectorizer._weight(X)
+            yield start, vectorizer._weight(_kept_columns(counts, cols, width))
             start += counts.shape[0]
+
+
+class KindFrequencies:
+    """The codes of one kind of feature (``classifier.codes``) with the texts each occurred in, bounded.
+
+    Chunks' counts wait in a list and are merged (one sort) once they outnumber the table, so counting costs
+    O(n log n) over the corpus.  Past ``capacity`` codes the table keeps the more frequent half (the rule of
+    ``DocumentFrequencies``; ties: the earlier seen).  ``first``: the corpus row each code first occurred in."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(int(capacity), 2)
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.df = np.zeros(0, dtype=np.int64)
+        self.cases = np.zeros(0, dtype=np.int64)
+        self.first = np.zeros(0, dtype=np.int64)
+        self.pruned = 0
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._pending_size = 0
+
+    def add(self, codes: np.ndarray, df: np.ndarray, cases: np.ndarray, first: np.ndarray) -> None:
+        self._pending.append((codes, df, cases, first))
+        self._pending_size += len(codes)
+        if self._pending_size >= max(len(self.codes), MERGE_MIN):
+            self.merge()
+
+    def merge(self) -> None:
+        if not self._pending:
+            return
+        parts = [(self.codes, self.df, self.cases, self.first), *self._pending]
+        self._pending, self._pending_size = [], 0
+        codes, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+        inverse = inverse.reshape(-1)
+        df = np.bincount(inverse, weights=np.concatenate([p[1] for p in parts]), minlength=len(codes))
+        cases = np.bincount(inverse, weights=np.concatenate([p[2] for p in parts]), minlength=len(codes))
+        first = np.full(len(codes), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, inverse, np.concatenate([p[3] for p in parts]))
+        self.codes, self.df, self.cases, self.first = codes, df.astype(np.int64), cases.astype(np.int64), first
+        if len(codes) > self.capacity:
+            keep = np.lexsort((self.first, -self.df))[: self.capacity // 2]
+            keep.sort()
+            self.pruned += len(codes) - len(keep)
+            self.codes, self.df, self.cases, self.first = (a[keep] for a in (codes, self.df, self.cases, first))
+
+    def __len__(self) -> int:
+        self.merge()
+        return len(self.codes)
+
+
+class CodedCorpus:
+    """Every text of a corpus analyzed once into codes (``classifier.codes``): each chunk's counts against its own
+    columns with those columns' codes, and each kind's document frequencies.  The interface of
+    ``AnalyzedCorpus``: ``select`` fits a vectorizer's vocabulary and idf, ``features`` yields weighted rows."""
+
+    def __init__(self, n_texts: int, kinds: list[Any], tables: list[KindFrequencies], tokens: Any,
+                 store: ChunkStore) -> None:
+        self.n_texts = n_texts
+        self.kinds = kinds
+        self.tables = tables
+        self.tokens = tokens
+        self._store = store
+        self._lookup: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __enter__(self) -> CodedCorpus:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    @property
+    def pruned(self) -> int:
+        return sum(t.pruned for t in self.tables)
+
+    def select(self, vectorizer: ComplaintVectorizer) -> None:
+        """Fit ``vectorizer``'s vocabulary (``min_df``, ``max_df``, ``max_features``) and idf on this corpus: the
+        rule of ``AnalyzedCorpus.select``, columns in order of first appearance."""
+        from .codes import decode
+        from .features import EXPLAIN_MIN_CASES, _block_of
+
+        with phase("vocabulary"):
+            for t in self.tables:
+                t.merge()
+            kind = np.concatenate([np.full(len(t.codes), k, dtype=np.int64) for k, t in enumerate(self.tables)])
+            code = np.concatenate([t.codes for t in self.tables])
+            df = np.concatenate([t.df for t in self.tables])
+            cases = np.concatenate([t.cases for t in self.tables])
+            first = np.concatenate([t.first for t in self.tables])
+            n_docs = self.n_texts
+            keep = np.flatnonzero((cases >= vectorizer.min_df) & (df <= vectorizer.max_df * n_docs))
+            max_features = vectorizer.max_features
+            if max_features is not None and len(keep) > max_features:
+                # the most frequent; ties by first appearance, so the result is deterministic
+                keep = keep[np.lexsort((code[keep], kind[keep], first[keep], -df[keep]))[:max_features]]
+            if not len(keep):
+                raise ValueError("no features left after min_df/max_df pruning; lower min_df or give more text")
+            keep = keep[np.lexsort((code[keep], kind[keep], first[keep]))]  # column order: first appearance
+            names: list[str] = [""] * len(keep)
+            lookup = []
+            for k, kd in enumerate(self.kinds):
+                columns = np.flatnonzero(kind[keep] == k)
+                codes_k = code[keep[columns]]
+                for c, name in zip(columns.tolist(), decode(kd, codes_k, self.tokens)):
+                    names[c] = name
+                order = np.argsort(codes_k)
+                lookup.append((codes_k[order], columns[order]))
+            self._lookup = lookup
+            kept_df = df[keep]
+            vectorizer._set_vocabulary(names, (np.log((1.0 + n_docs) / (1.0 + kept_df)) + 1.0).astype(np.float32),
+                                       np.fromiter(map(_block_of, names), dtype=np.int8, count=len(names)),
+                                       n_docs,
+                                       np.flatnonzero(cases[keep] < max(vectorizer.min_df, EXPLAIN_MIN_CASES)))
+
+    @property
+    def lookup(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per kind, the vocabulary's codes sorted and their columns (``codes.columns_of``), once selected."""
+        if self._lookup is None:
+            raise RuntimeError("select a vocabulary first")
+        return self._lookup
+
+    def features(self, vectorizer: ComplaintVectorizer) -> Iterator[tuple[int, sp.csr_matrix]]:
+        """(first row, weighted features) of each chunk in order, over the columns ``select`` chose."""
+        from .codes import columns_of
+
+        lookup = self.lookup
+        width = len(vectorizer.vocabulary_)
+        start = 0
+        for i in range(len(self._store)):
+            counts, _ = self._store.read(i)
+            cols = columns_of(lookup, self._store.read_extra(i))[counts.indices]
+            yield start, vectorizer._weight(_kept_columns(counts, cols, width))
+            start += counts.shape[0]
+
+
+def _kept_columns(counts: sp.csr_matrix, cols: np.ndarray, width: int) -> sp.csr_matrix:
+    """``counts`` with each entry moved to column ``cols`` (its position in ``counts.data``); -1: dropped."""
+    keep = cols >= 0
+    row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[keep]
+    indptr = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_of, minlength=counts.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((counts.data[keep], cols[keep].astype(np.int32), indptr), shape=(counts.shape[0], width))
 
 
 def first_occurrences(texts: Sequence[str]) -> np.ndarray:
@@ -260,15 +408,21 @@ def _chunks(texts: Sequence[str]) -> list[Sequence[str]]:
 
 
 def analyze_corpus(vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs: int = 1,
-                   progress: bool = False, capacity: int | None = None) -> AnalyzedCorpus:
-    """Analyze and count every text once, chunk by chunk (see the module docstring)."""
-    from .features import _analyzer_copy, _count_chunk, _progress
+                   progress: bool = False, capacity: int | None = None) -> AnalyzedCorpus | CodedCorpus:
+    """Analyze and count every text once, chunk by chunk (see the module docstring): as codes
+    (``classifier.codes``) when the vectorizer's n-grams fit them, else by name."""
+    from .codes import fits
 
     texts = list(texts)
-    if capacity is None:
-        capacity = max(MIN_CAPACITY, 2 * (vectorizer.max_features or 0))
-    table = DocumentFrequencies(capacity)
-    store = ChunkStore()
+    if fits(vectorizer):
+        return _analyze_codes(vectorizer, texts, n_jobs, progress, capacity)
+    return _analyze_names(vectorizer, texts, n_jobs, progress, capacity)
+
+
+def _chunk_results(func: Any, vectorizer: ComplaintVectorizer, texts: list[str], n_jobs: int) -> tuple[Any, int]:
+    """``func(analyzer, chunk)`` of each chunk in order: in worker processes when the corpus is large enough."""
+    from .features import _analyzer_copy
+
     chunks = _chunks(texts)
     workers = 1
     if n_jobs != 1 and len(chunks) > 1 and sum(map(len, texts)) >= PARALLEL_MIN_CHARS:
@@ -279,14 +433,59 @@ def analyze_corpus(vectorizer: ComplaintVectorizer, texts: Sequence[str], n_jobs
         from joblib import Parallel, delayed
 
         analyzer = _analyzer_copy(vectorizer)
-        results: Any = Parallel(n_jobs=workers, return_as="generator")(
-            delayed(_count_chunk)(analyzer, c) for c in chunks)
-    else:
-        results = (_count_chunk(vectorizer, c) for c in chunks)
+        return Parallel(n_jobs=workers, return_as="generator")(delayed(func)(analyzer, c) for c in chunks), \
+            len(chunks)
+    return (func(vectorizer, c) for c in chunks), len(chunks)
+
+
+def _analyze_codes(vectorizer: ComplaintVectorizer, texts: list[str], n_jobs: int, progress: bool,
+                   capacity: int | None) -> CodedCorpus:
+    from .codes import TokenTable, encode_chunk, kinds_of, word_bits
+    from .features import _progress
+
+    if capacity is None:
+        capacity = max(MIN_CODE_CAPACITY, 4 * (vectorizer.max_features or 0))
+    kinds = kinds_of(vectorizer)
+    tables = [KindFrequencies(capacity) for _ in kinds]
+    tokens = TokenTable(word_bits(vectorizer))
+    store = ChunkStore()
+    results, n_chunks = _chunk_results(encode_chunk, vectorizer, texts, n_jobs)
     repeated = ~first_occurrences(texts)
     try:
         with phase("analysis and counting"):
-            for k, (names, counts) in enumerate(_progress(results, len(chunks), "tokenizing", progress,
+            for k, chunk in enumerate(_progress(results, n_chunks, "tokenizing", progress, unit="chunk")):
+                tokens.globalize(chunk, kinds)
+                counts = chunk.counts
+                start = k * CHUNK_TEXTS
+                df = np.bincount(counts.indices, minlength=counts.shape[1])
+                again = repeated[start:start + counts.shape[0]]
+                cases = (df if not again.any() else
+                         np.bincount(counts[np.flatnonzero(~again)].indices, minlength=counts.shape[1]))
+                offset = 0
+                for table, codes, first in zip(tables, chunk.codes, chunk.first):
+                    end = offset + len(codes)
+                    table.add(codes, df[offset:end], cases[offset:end], first + start)
+                    offset = end
+                store.append(counts, 0, chunk.codes)
+    except BaseException:
+        store.close()
+        raise
+    return CodedCorpus(len(texts), kinds, tables, tokens, store)
+
+
+def _analyze_names(vectorizer: ComplaintVectorizer, texts: list[str], n_jobs: int, progress: bool,
+                   capacity: int | None) -> AnalyzedCorpus:
+    from .features import _count_chunk, _progress
+
+    if capacity is None:
+        capacity = max(MIN_CAPACITY, 2 * (vectorizer.max_features or 0))
+    table = DocumentFrequencies(capacity)
+    store = ChunkStore()
+    results, n_chunks = _chunk_results(_count_chunk, vectorizer, texts, n_jobs)
+    repeated = ~first_occurrences(texts)
+    try:
+        with phase("analysis and counting"):
+            for k, (names, counts) in enumerate(_progress(results, n_chunks, "tokenizing", progress,
                                                           unit="chunk")):
                 df = np.bincount(counts.indices, minlength=len(names))
                 again = repeated[k * CHUNK_TEXTS:k * CHUNK_TEXTS + counts.shape[0]]

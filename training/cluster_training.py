@@ -35,9 +35,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from classifier.codes import (
+    MAX_CHAR_N,
+    ChunkCodes,
+    TokenTable,
+    columns_of,
+    encode_chunk,
+    fits,
+    globalize,
+    kinds_of,
+    word_bits,
+)
 from classifier.config import TrainingConfig
-from classifier.corpus import AnalyzedCorpus, ChunkStore, DocumentFrequencies
-from classifier.features import ComplaintVectorizer, _analyzer_copy, _count_chunk
+from classifier.corpus import MIN_CODE_CAPACITY, ChunkStore, CodedCorpus, KindFrequencies, _kept_columns
+from classifier.errors import ConfigError
+from classifier.features import ComplaintVectorizer, _analyzer_copy
 from classifier.model import ComplaintClassifier, _is_label
 from classifier.phases import phase
 from classifier.sampling import FitRows, HeadStatistics, stratified_sample
@@ -47,36 +59,30 @@ __all__ = ["train_on_cluster", "featurize_on_cluster", "ClusterChunks"]
 
 
 # -- on the workers -------------------------------------------------------------------------------------------
-def _analyze(frame: pd.DataFrame, analyzer: ComplaintVectorizer, text: str) -> tuple[list[str], sp.csr_matrix]:
-    return _count_chunk(analyzer, frame[text].astype(str).tolist())
+def _analyze(frame: pd.DataFrame, analyzer: ComplaintVectorizer, text: str) -> ChunkCodes:
+    return encode_chunk(analyzer, frame[text].astype(str).tolist())
 
 
 def _text_hashes(frame: pd.DataFrame, text: str) -> np.ndarray:
     return pd.util.hash_array(frame[text].astype(str).to_numpy(dtype=object))
 
 
-def _frequencies(counted: tuple[list[str], sp.csr_matrix],
-                 repeated: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """The partition's names, document frequencies and distinct-text frequencies (None: no text repeated)."""
-    names, counts = counted
-    df = np.bincount(counts.indices, minlength=len(names))
-    cases = (None if not repeated.any() else
-             np.bincount(counts[np.flatnonzero(~repeated)].indices, minlength=len(names)))
-    return names, df, cases
+def _frequencies(chunk: ChunkCodes, repeated: np.ndarray) -> tuple[list[str], list[np.ndarray], np.ndarray,
+                                                                     np.ndarray, list[np.ndarray]]:
+    """The partition's tokens, codes, document frequencies, distinct-text frequencies and first rows."""
+    counts = chunk.counts
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    cases = (df if not repeated.any() else
+             np.bincount(counts[np.flatnonzero(~repeated)].indices, minlength=counts.shape[1]))
+    return chunk.tokens, chunk.codes, df, cases, chunk.first
 
 
-def _weigh(counted: tuple[list[str], sp.csr_matrix], vectorizer: ComplaintVectorizer) -> sp.csr_matrix:
-    """The partition's weighted features over the fitted vocabulary (its own names looked up once each)."""
-    names, counts = counted
-    get = vectorizer.vocabulary_.get
-    columns = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))[counts.indices]
-    keep = columns >= 0
-    row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[keep]
-    indptr = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row_of, minlength=counts.shape[0]), out=indptr[1:])
-    X = sp.csr_matrix((counts.data[keep], columns[keep].astype(np.int32), indptr),
-                      shape=(counts.shape[0], len(vectorizer.vocabulary_)))
-    return vectorizer._weight(X)
+def _weigh(chunk: ChunkCodes, vectorizer: ComplaintVectorizer, lookup: list[tuple[np.ndarray, np.ndarray]],
+           mapped: np.ndarray) -> sp.csr_matrix:
+    """The partition's weighted features over the fitted vocabulary (``mapped``: its tokens' corpus ids)."""
+    codes = globalize(chunk.codes, kinds_of(vectorizer), mapped, word_bits(vectorizer))
+    columns = columns_of(lookup, codes)[chunk.counts.indices]
+    return vectorizer._weight(_kept_columns(chunk.counts, columns, len(vectorizer.vocabulary_)))
 
 
 def _partition_statistics(X: sp.csr_matrix, class_index: Mapping[str, np.ndarray],
@@ -128,6 +134,10 @@ def featurize_on_cluster(client: Any, partitions: list[Any], text: str, targets:
                                      max_features=f.max_features, sublinear_tf=f.sublinear_tf,
                                      char_weight=f.char_weight, lead_chars=f.lead_chars,
                                      normalization=getattr(f, "normalization", NORMALIZATION_VERSION))
+    if not fits(vectorizer):
+        raise ConfigError(f"training on a cluster counts n-grams as codes: char n-grams up to {MAX_CHAR_N} and word "
+                          f"n-grams up to 3, got {f.char_ngram_range} and {f.word_ngram_range}; train on one "
+                          "machine for longer n-grams")
     analyzer = client.scatter(_analyzer_copy(vectorizer), broadcast=True, hash=False)
     with phase("analysis and counting"):
         frames = [client.compute(p) if hasattr(p, "dask") else p for p in partitions]
@@ -140,21 +150,32 @@ def featurize_on_cluster(client: Any, partitions: list[Any], text: str, targets:
         all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
         first = np.zeros(n_rows, dtype=bool)
         first[np.unique(all_hashes, return_index=True)[1]] = True
-        table = DocumentFrequencies(max(1_000_000, 2 * (f.max_features or 0)))
+        kinds = kinds_of(vectorizer)
+        tables = [KindFrequencies(max(MIN_CODE_CAPACITY, 4 * (f.max_features or 0))) for _ in kinds]
+        tokens = TokenTable(word_bits(vectorizer))
+        mapped = []
         jobs = [client.submit(_frequencies, c, ~first[starts[k]:starts[k + 1]], pure=False)
                 for k, c in enumerate(counted)]
         for k, job in enumerate(jobs):  # in partition order, one at a time: first appearance, bounded memory
-            names, df, cases = job.result()
+            names, codes, df, cases, firsts = job.result()
             jobs[k] = None
-            table.add(names, df, cases)
-            table.prune_if_full()
+            mapped.append(tokens.ids_of(names))
+            codes = globalize(codes, kinds, mapped[-1], tokens.bits)
+            offset = 0
+            for table, code, first_row in zip(tables, codes, firsts):
+                end = offset + len(code)
+                table.add(code, df[offset:end], cases[offset:end], first_row + starts[k])
+                offset = end
         starts = starts[:-1]
-    corpus = AnalyzedCorpus(n_rows, table, ChunkStore())
+    corpus = CodedCorpus(n_rows, kinds, tables, tokens, ChunkStore())
     corpus.select(vectorizer)
-    del corpus, table
+    lookup = corpus.lookup
+    del corpus, tables
     with phase("feature matrix"):
         fitted = client.scatter(vectorizer, broadcast=True, hash=False)
-        weighted = [client.submit(_weigh, c, fitted, pure=False) for c in counted]
+        lookup_on_workers = client.scatter(lookup, broadcast=True, hash=False)
+        weighted = [client.submit(_weigh, c, fitted, lookup_on_workers, m, pure=False)
+                    for c, m in zip(counted, mapped)]
         del counted  # the workers drop the counts once the weighted features exist
         class_index, classes, samples = {}, {}, {}
         keep = np.zeros(n_rows, dtype=bool)

@@ -4,12 +4,17 @@ Fitting a vectorizer used to hold every raw feature of every text at once (a dic
 count matrix of all texts and its copies): memory grew with the corpus, ~3.5 GiB per 100,000 texts.  Here:
 
 1. **Analysis**, chunk by chunk (``CHUNK_TEXTS`` texts, in worker processes when the corpus is large): each
-   text is normalized, segmented and cut into n-grams once (``ComplaintVectorizer.analyze``, the one text path),
-   and each chunk is counted against its own small vocabulary.
-2. **Counting**: each chunk's document frequencies go into one bounded table (``DocumentFrequencies``): when
-   it holds more than ``capacity`` distinct features, the less frequent half is dropped (lossy counting: a
-   feature dropped and seen again starts from zero, so only features rarer than the kept ones can be lost).
-   The chunk's counts are kept as they are (on disk past ``SPILL_BYTES``), with their columns as table ids.
+   text is normalized, segmented and cut into n-grams once, and each chunk is counted against its own
+   columns.  The n-grams are integer codes (``classifier.codes``: numpy over the chunk, no string per n-gram)
+   whenever the vectorizer's n-gram lengths fit them (the defaults do); else feature names
+   (``ComplaintVectorizer.analyze``).
+2. **Counting**: each chunk's document frequencies go into bounded tables: one per kind of code
+   (``KindFrequencies``, ``MIN_CODE_CAPACITY`` codes each: 20 bytes a code) or one of names
+   (``DocumentFrequencies``).  When a table holds more than its capacity the less frequent half is dropped
+   (lossy counting: a feature dropped and seen again starts from zero, so only features rarer than the kept
+   ones can be lost; at 100,000 texts of the scaling corpus no kind of code reaches it, and the vocabulary is
+   exact).  The chunk's counts are kept as they are (on disk past ``SPILL_BYTES``), with their columns' codes
+   (or their table ids).
 3. **Vocabulary**: the features in at least ``min_df`` and at most ``max_df`` of the texts; the
    ``max_features`` most frequent of them when there are more (ties: the first seen), in order of first
    appearance.
@@ -50,7 +55,7 @@ PARALLEL_MIN_CHARS = 4_000_000
 SPILL_BYTES = 64 * 2**20
 # the count table holds at least this many distinct features before it prunes (by name; by code: per kind)
 MIN_CAPACITY = 1_000_000
-MIN_CODE_CAPACITY = 2_000_000
+MIN_CODE_CAPACITY = 4_000_000
 # a kind's pending chunk counts are merged into its table once they hold this many codes (or the table's size)
 MERGE_MIN = 1_000_000
 
@@ -258,10 +263,11 @@ class KindFrequencies:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(int(capacity), 2)
+        # 20 bytes a code: counts and rows fit 32 bits (fewer than 2**31 texts)
         self.codes = np.zeros(0, dtype=np.int64)
-        self.df = np.zeros(0, dtype=np.int64)
-        self.cases = np.zeros(0, dtype=np.int64)
-        self.first = np.zeros(0, dtype=np.int64)
+        self.df = np.zeros(0, dtype=np.int32)
+        self.cases = np.zeros(0, dtype=np.int32)
+        self.first = np.zeros(0, dtype=np.int32)
         self.pruned = 0
         self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_size = 0
@@ -281,11 +287,11 @@ class KindFrequencies:
         inverse = inverse.reshape(-1)
         df = np.bincount(inverse, weights=np.concatenate([p[1] for p in parts]), minlength=len(codes))
         cases = np.bincount(inverse, weights=np.concatenate([p[2] for p in parts]), minlength=len(codes))
-        first = np.full(len(codes), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first, inverse, np.concatenate([p[3] for p in parts]))
-        self.codes, self.df, self.cases, self.first = codes, df.astype(np.int64), cases.astype(np.int64), first
+        first = np.full(len(codes), np.iinfo(np.int32).max, dtype=np.int32)
+        np.minimum.at(first, inverse, np.concatenate([p[3] for p in parts]).astype(np.int32))
+        self.codes, self.df, self.cases, self.first = codes, df.astype(np.int32), cases.astype(np.int32), first
         if len(codes) > self.capacity:
-            keep = np.lexsort((self.first, -self.df))[: self.capacity // 2]
+            keep = np.lexsort((self.first, -self.df.astype(np.int64)))[: self.capacity // 2]
             keep.sort()
             self.pruned += len(codes) - len(keep)
             self.codes, self.df, self.cases, self.first = (a[keep] for a in (codes, self.df, self.cases, first))

@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.run import _cpu
 from benchmarks.scale_corpus import DEFAULT_OUT, corpus_path, ensure_corpora, parse_sizes, test_path
 from benchmarks.scale_systems import FASTTEXT_SCALE_PARAMS, SGD_PARAMS, SYSTEMS
 from classifier.phases import tree_rss_bytes
@@ -115,16 +116,6 @@ def _versions() -> str:
         except metadata.PackageNotFoundError:
             pass
     return ", ".join(parts)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 LABEL_ORDER = ("product", "before", "fasttext", "hashing-sgd")

@@ -33,7 +33,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -187,7 +187,22 @@ class ChunkStore:
         self._chunks = []
 
 
-class AnalyzedCorpus:
+class _StoredCounts:
+    """A corpus's chunk counts in a ``ChunkStore``: ``close`` (or a ``with`` block) removes its temporary files."""
+
+    _store: ChunkStore
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class AnalyzedCorpus(_StoredCounts):
     """Every text of a corpus analyzed once: the feature counts of each chunk and their document frequencies.
 
     ``select`` fits a vectorizer's vocabulary and idf from it; ``features`` then yields the weighted feature
@@ -199,15 +214,6 @@ class AnalyzedCorpus:
         self.table = table
         self._store = store
         self._columns: np.ndarray | None = None
-
-    def __enter__(self) -> AnalyzedCorpus:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._store.close()
 
     def select(self, vectorizer: ComplaintVectorizer) -> None:
         """Fit ``vectorizer``'s vocabulary (``min_df``, ``max_df``, ``max_features``) and idf on this corpus."""
@@ -301,7 +307,7 @@ class KindFrequencies:
         return len(self.codes)
 
 
-class CodedCorpus:
+class CodedCorpus(_StoredCounts):
     """Every text of a corpus analyzed once into codes (``classifier.codes``): each chunk's counts against its own
     columns with those columns' codes, and each kind's document frequencies.  The interface of
     ``AnalyzedCorpus``: ``select`` fits a vectorizer's vocabulary and idf, ``features`` yields weighted rows."""
@@ -314,15 +320,6 @@ class CodedCorpus:
         self.tokens = tokens
         self._store = store
         self._lookup: list[tuple[np.ndarray, np.ndarray]] | None = None
-
-    def __enter__(self) -> CodedCorpus:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._store.close()
 
     @property
     def pruned(self) -> int:

@@ -270,10 +270,10 @@ class KindFrequencies:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(int(capacity), 2)
         # 20 bytes a code: counts and rows fit 32 bits (fewer than 2**31 texts)
-        self.codes = np.zeros(0, dtype=np.int64)
-        self.df = np.zeros(0, dtype=np.int32)
-        self.cases = np.zeros(0, dtype=np.int32)
-        self.first = np.zeros(0, dtype=np.int32)
+        self.codes: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.df: np.ndarray = np.zeros(0, dtype=np.int32)
+        self.cases: np.ndarray = np.zeros(0, dtype=np.int32)
+        self.first: np.ndarray = np.zeros(0, dtype=np.int32)
         self.pruned = 0
         self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_size = 0

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .explanations import readable_terms
 from .features import ComplaintVectorizer
-from .partial_fit import FinalViews, epochs_for, sgd_view
+from .partial_fit import FinalViews
 from .phases import phase
 from .sampling import FitRows, HeadStatistics, collect_rows, head_rows, stratified_sample
 from .scores import (
@@ -174,13 +174,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
 
-    def _learner(self, rows: int) -> Any:
-        """A view's SVM: liblinear's, or for a streamed head (``fit(final=...)``) SGD's, as its final views."""
+    def _fit_view(self, X: sp.csr_matrix, y: np.ndarray, weight: np.ndarray | None, columns: np.ndarray) -> Any:
+        """A view's SVM on ``X`` (the view's ``columns`` of some rows): liblinear's, or for a streamed head
+        (``fit(final=...)``) SGD's, fitted as its final views are (``FinalViews.fit_sample``)."""
         final = getattr(self, "_final", None)
         if final is None:
-            return self._svm()
-        return sgd_view(self.C, rows, self.class_weight, self.random_state, _threads(getattr(self, "n_jobs", 1)),
-                        epochs_for(rows, final.epochs))
+            return self._svm().fit(X, y, sample_weight=weight)
+        return final.fit_sample(X, y, weight, columns)
 
     def fit(self, X: sp.csr_matrix, y: Sequence[str], char_columns: np.ndarray | None = None,
             lead_columns: np.ndarray | None = None, sample_weight: np.ndarray | None = None,
@@ -210,7 +210,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.temperature_ = 1.0
         self.fusion_weights_: dict[str, float] | None = None
-        self._final = final  # read by _learner while fitting, never saved
+        self._final = final  # read by _fit_view while fitting, never saved
         try:
             return self._fit(X, labels, char_columns, lead_columns, weight, statistics, final)
         finally:
@@ -235,15 +235,16 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         fits = [(X[train], labels[train], _take(weight, train)) for train, _ in folds]
         if final is None:
             fits.append((X, labels, weight))
+        columns = np.arange(width) if kept is None else kept
         workers = min(len(fits), _threads(getattr(self, "n_jobs", 1)))
         with _quiet_liblinear(), phase("svm fits"):  # warning filters are process-wide: set once, not per thread
             if workers > 1:
                 with ThreadPoolExecutor(workers) as pool:
-                    models = list(pool.map(lambda xyw: self._learner(len(xyw[1])).fit(*xyw), fits))
+                    models = list(pool.map(lambda xyw: self._fit_view(xyw[0], xyw[1], xyw[2], columns), fits))
             else:
-                models = [self._learner(len(yy)).fit(xx, yy, ww) for xx, yy, ww in fits]
+                models = [self._fit_view(xx, yy, ww, columns) for xx, yy, ww in fits]
         if final is not None:
-            models += final([np.arange(width) if kept is None else kept])
+            models += final([columns])
         if folds:
             scores, truth, tested = [], [], []
             for (_, test), svm in zip(folds, models):
@@ -311,7 +312,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             # the final fit takes X itself (no row copy); the view's columns go straight to float64, the type
             # liblinear copies from, so only one copy of the view is held while it fits
             view = (X if k == len(folds) else X[rows])[:, blocks[b]].astype(np.float64)
-            return self._learner(len(rows)).fit(view, labels[rows], sample_weight=_take(weight, rows))
+            return self._fit_view(view, labels[rows], _take(weight, rows), blocks[b])
 
         workers = min(len(jobs), _threads(getattr(self, "n_jobs", 1)))
         with _quiet_liblinear(), phase("svm fits"):
@@ -561,7 +562,8 @@ class ComplaintClassifier(BaseEstimator):
         X = self._head_rows(fit.X[sample], np.ones(len(sample), dtype=bool), df)
         final = FinalViews(fit.chunks, fit.class_index[name], stats.classes, cfg.model.C, cfg.model.class_weight,
                            cfg.model.sgd_epochs, cfg.seed, _threads(cfg.n_jobs),
-                           None if df is None else df >= cfg.features.min_df, fit.weights.get(name))
+                           None if df is None else df >= cfg.features.min_df, fit.weights.get(name),
+                           stats.feature_squares)
         rows = sample if fit.rows is None else fit.rows[sample]
         return head.fit(X, y[rows].astype(str), sample_weight=_take(weight, rows), statistics=stats, final=final,
                         **columns)

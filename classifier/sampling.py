@@ -52,19 +52,21 @@ class HeadStatistics:
 
     ``feature_count``: per class, the sum of each feature's weight over the class's rows (naive Bayes's
     sufficient statistics); ``class_count``: rows per class; ``document_frequency``: in how many labeled rows
-    each feature occurs (a partly labeled target's ``min_df``)."""
+    each feature occurs (a partly labeled target's ``min_df``); ``feature_squares``: the sum of each feature's
+    squared value over the labeled rows, unweighted (the SGD views' feature scales, ``classifier.partial_fit``)."""
 
     classes: np.ndarray
     feature_count: np.ndarray
     class_count: np.ndarray
     document_frequency: np.ndarray
     class_rows: np.ndarray  # rows per class, unweighted (the fusion rule's class sizes)
+    feature_squares: np.ndarray | None = None
 
     @classmethod
     def empty(cls, classes: np.ndarray, n_features: int) -> HeadStatistics:
         return cls(classes, np.zeros((len(classes), n_features), dtype=np.float64),
                    np.zeros(len(classes), dtype=np.float64), np.zeros(n_features, dtype=np.int64),
-                   np.zeros(len(classes), dtype=np.int64))
+                   np.zeros(len(classes), dtype=np.int64), np.zeros(n_features, dtype=np.float64))
 
     def add(self, X: sp.csr_matrix, class_index: np.ndarray, weight: np.ndarray | None = None) -> None:
         """Add the rows of ``X`` labeled ``class_index`` (-1: no label for this target), each counting
@@ -80,6 +82,9 @@ class HeadStatistics:
         self.class_count += np.bincount(y, weights=w, minlength=len(self.classes))
         self.class_rows += np.bincount(y, minlength=len(self.classes))
         self.document_frequency += np.bincount(rows.indices, minlength=rows.shape[1])
+        if self.feature_squares is not None:
+            data = rows.data.astype(np.float64)
+            self.feature_squares += np.bincount(rows.indices, weights=data * data, minlength=rows.shape[1])
 
     def merge(self, other: HeadStatistics) -> None:
         """Add another part's sums (a Dask partition's)."""
@@ -87,6 +92,8 @@ class HeadStatistics:
         self.class_count += other.class_count
         self.class_rows += other.class_rows
         self.document_frequency += other.document_frequency
+        if self.feature_squares is not None and other.feature_squares is not None:
+            self.feature_squares += other.feature_squares
 
 
 @dataclass

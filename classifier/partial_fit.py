@@ -212,6 +212,8 @@ class FinalViews:
         self.weight = weight
         self.squares = squares
         self.rows = int((class_index >= 0).sum())
+        # the corpus rows of the calibration sample the head is given (set by ComplaintClassifier._fit_head)
+        self.sample_rows: np.ndarray | None = None
 
     def fit_sample(self, X: sp.csr_matrix, labels: np.ndarray, weight: np.ndarray | None,
                    columns: np.ndarray) -> SGDClassifier:
@@ -223,6 +225,12 @@ class FinalViews:
         model.coef_ = model.coef_ * scale
         return model
 
-    def __call__(self, views: Sequence[np.ndarray]) -> list[SGDClassifier]:
-        return fit_views_on_chunks(self.chunks, self.class_index, self.classes, views, self.C, self.class_weight,
+    def __call__(self, views: Sequence[np.ndarray], held_out: np.ndarray | None = None) -> list[SGDClassifier]:
+        """The final views; ``held_out``: corpus rows they must not learn from (the rows their fusion weights and
+        temperature are then fitted on, ``TargetHead``)."""
+        class_index = self.class_index
+        if held_out is not None and len(held_out):
+            class_index = class_index.copy()
+            class_index[held_out] = -1
+        return fit_views_on_chunks(self.chunks, class_index, self.classes, views, self.C, self.class_weight,
                                    self.epochs, self.seed, self.n_jobs, self.allowed, self.weight, self.squares)

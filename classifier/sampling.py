@@ -86,6 +86,15 @@ class HeadStatistics:
             data = rows.data.astype(np.float64)
             self.feature_squares += np.bincount(rows.indices, weights=data * data, minlength=rows.shape[1])
 
+    def without(self, other: HeadStatistics) -> HeadStatistics:
+        """These sums less ``other``'s (rows that were added here too: a held-out sample's)."""
+        squares = (None if self.feature_squares is None or other.feature_squares is None
+                   else np.maximum(self.feature_squares - other.feature_squares, 0.0))
+        return HeadStatistics(self.classes, np.maximum(self.feature_count - other.feature_count, 0.0),
+                              self.class_count - other.class_count,
+                              self.document_frequency - other.document_frequency,
+                              self.class_rows - other.class_rows, squares)
+
     def merge(self, other: HeadStatistics) -> None:
         """Add another part's sums (a Dask partition's)."""
         self.feature_count += other.feature_count

@@ -6,8 +6,10 @@ memory.  Past ``ModelConfig.exact_fit_rows`` a view is instead a linear SVM fitt
 ``alpha = 1 / (C * rows)``: ``LinearSVC(C)``'s objective up to the squared hinge) with ``ModelConfig.sgd_epochs``
 passes over the feature chunks (``classifier.corpus.ChunkStore``; by default about ``SGD_ROWS_SEEN`` rows in
 all, 2-4 passes: ``epochs_for``), each pass in a new seeded order of chunks and of rows within them.  Memory
-is one chunk at a time.  The out-of-fold models that calibrate a streamed head are fitted the same way on the
-calibration sample (``FinalViews.fit_sample``), so the weights fitted on their scores describe the final views.
+is one chunk at a time.  A fused streamed head fits its views' weights on a stratified tenth of its rows that
+its final views never learn from (``TargetHead._fit_fused_held_out``: the weights describe the views the model
+keeps); a single-SVM streamed head calibrates on out-of-fold models fitted the same way on the calibration
+sample (``FinalViews.fit_sample``).
 
 **Feature scales.** SGD's steps are the same size for every feature, and a view's features are not alike: the
 char view's ~320 values a text are dominated by a few hundred char 1-2-grams present in almost every text, a

@@ -204,3 +204,41 @@ def test_case_weights_reach_the_streamed_heads_sums_and_sgd(demo):
     weighted = ComplaintClassifier(config).fit(texts, {"category": list(labels)}, sample_weight=weight)
     plain = ComplaintClassifier(config).fit(texts, {"category": list(labels)})
     assert not np.allclose(weighted.heads_["category"].coef_, plain.heads_["category"].coef_)
+
+
+def test_a_streamed_fused_head_fits_its_weights_on_rows_its_final_views_never_saw(demo, monkeypatch):
+    from classifier import partial_fit
+
+    df = demo.sample(frac=1.0, random_state=0).iloc[:1500]
+    config = TrainingConfig(min_class_count=1, n_jobs=1).with_updates(
+        **{"model.exact_fit_rows": 600, "model.calibration_rows": 300, "model.fusion": "on"})
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    call = partial_fit.FinalViews.__call__
+
+    def spy(self, views, held_out=None):
+        seen.append((self.sample_rows.copy(), np.asarray(held_out)))
+        return call(self, views, held_out)
+
+    monkeypatch.setattr(partial_fit.FinalViews, "__call__", spy)
+    model = ComplaintClassifier(config).fit(df["text"].tolist(), {"category": df["category"].tolist()})
+    head = model.heads_["category"]
+    assert head.describe()["kind"] == "fused" and sum(head.fusion_weights_.values()) > 0
+    (sample, held_out), = seen
+    # a stratified tenth of the 1,500 labeled rows (a floor of 10 a class), all from the calibration sample
+    assert 150 <= len(held_out) <= 150 + 10 * len(head.classes_) and set(held_out) <= set(sample)
+    assert len(sample) >= 300
+
+
+def test_statistics_without_a_sample_are_the_statistics_of_the_other_rows(demo):
+    vec = ComplaintVectorizer()
+    X = vec.fit_transform(demo["text"].tolist()[:300])
+    y = np.searchsorted(np.unique(demo["category"][:300]), demo["category"][:300].to_numpy())
+    classes = np.unique(demo["category"][:300])
+    every, part, rest = (HeadStatistics.empty(classes, X.shape[1]) for _ in range(3))
+    every.add(X, y)
+    part.add(X[:100], y[:100])
+    rest.add(X[100:], y[100:])
+    less = every.without(part)
+    np.testing.assert_allclose(less.feature_count, rest.feature_count, atol=1e-9)
+    np.testing.assert_array_equal(less.class_rows, rest.class_rows)
+    np.testing.assert_allclose(less.feature_squares, rest.feature_squares, atol=1e-9)

@@ -78,7 +78,7 @@ class ModelConfig(_Strict):
     # a large corpus gives, and the fold fits then cost a fixed time instead of three fits of the corpus
     calibration_rows: int | None = Field(default=10_000, ge=100)
     # a target with at most this many labeled rows is fitted exactly (every row's features in memory, liblinear
-    # SVMs), as on small data; a larger one is streamed: its SVM views learn by SGD epochs over the feature
+    # SVMs), as on small data; a larger one is streamed: its SVM view learns by SGD epochs over the feature
     # chunks on disk and naive Bayes from per-class sums (classifier.partial_fit), so memory stays bounded and
     # time grows linearly.  None: always exact
     exact_fit_rows: int | None = Field(default=50_000, ge=100)

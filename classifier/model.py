@@ -112,6 +112,10 @@ def _refuse_places(places: Any, n_texts: int) -> None:
 # 290-1000 fusion gained 0.7-0.8 points on two and lost one case in 1,281 on the third)
 FUSION_MIN_MEDIAN_CLASS = 20
 _FUSION_SVM_VIEWS = ("word", "char")  # feature blocks with an SVM each in a fused head
+# a streamed fused head has one SGD view over every feature (beside naive Bayes): on the scaling corpus's
+# 100,000 texts 0.8732 on the real test set against 0.8622 for separate word and char SGD views (whose fitted
+# weights left the char view out), 400,000: see BENCHMARKS.md; one model to fit instead of two
+_STREAMED_SVM_VIEWS = ("all",)
 # a streamed fused head holds this share of its labeled rows (at most its calibration sample) out of its final
 # views, to fit their fusion weights on (TargetHead._fit_fused_held_out)
 HELD_OUT_SHARE = 0.1
@@ -303,12 +307,13 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         # the word view takes the lead's blocks too: its fitted weight decides how much they count
         every = {"all": np.arange(X.shape[1]), "word": np.flatnonzero(~is_char), "char": np.flatnonzero(is_char)}
         nb_columns = np.flatnonzero(~lead)
-        blocks = [every[name] for name in _FUSION_SVM_VIEWS]
+        final = getattr(self, "_final", None)
+        view_names = _FUSION_SVM_VIEWS if final is None else _STREAMED_SVM_VIEWS
+        blocks = [every[name] for name in view_names]
         n_svms = len(blocks)
         parts = [(train, test) for train, test in folds] + [(np.arange(X.shape[0]), None)]
-        final = getattr(self, "_final", None)
         if final is not None and statistics is not None and getattr(final, "sample_rows", None) is not None:
-            return self._fit_fused_held_out(X, labels, blocks, nb_columns, weight, statistics, final)
+            return self._fit_fused_held_out(X, labels, view_names, blocks, nb_columns, weight, statistics, final)
         jobs = [(k, b) for k in range(len(parts) - (final is not None)) for b in range(n_svms)]
 
         def fit_svm(job: tuple[int, int]) -> LinearSVC:
@@ -363,16 +368,18 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             weights = np.ones_like(weights)
         return self._combine(weights, linear_views(len(folds)))
 
-    def _combine(self, weights: np.ndarray, views: list[tuple[np.ndarray, np.ndarray]]) -> TargetHead:
-        """The fused head: the views' (coef, intercept) summed with ``weights``."""
+    def _combine(self, weights: np.ndarray, views: list[tuple[np.ndarray, np.ndarray]],
+                 view_names: Sequence[str] = _FUSION_SVM_VIEWS) -> TargetHead:
+        """The fused head: the views' (coef, intercept) summed with ``weights`` (SVM views ``view_names``, then
+        naive Bayes)."""
         self.coef_ = sum(w * c for w, (c, _) in zip(weights, views)).astype(np.float32)
         self.intercept_ = sum(w * b for w, (_, b) in zip(weights, views)).astype(np.float32)
-        names = [f"{v}_svm" for v in _FUSION_SVM_VIEWS] + ["nb"]
+        names = [f"{v}_svm" for v in view_names] + ["nb"]
         self.fusion_weights_ = {name: round(float(w), 6) for name, w in zip(names, weights, strict=True)}
         return self
 
-    def _fit_fused_held_out(self, X: sp.csr_matrix, labels: np.ndarray, blocks: list, nb_columns: np.ndarray,
-                            weight: np.ndarray | None, statistics: HeadStatistics,
+    def _fit_fused_held_out(self, X: sp.csr_matrix, labels: np.ndarray, view_names: Sequence[str], blocks: list,
+                            nb_columns: np.ndarray, weight: np.ndarray | None, statistics: HeadStatistics,
                             final: FinalViews) -> TargetHead:
         """A streamed head's fusion.  Its final SGD views learn from every labeled row but a held-out part of
         the calibration sample (``HELD_OUT_SHARE`` of the rows at most, stratified), and the views' weights
@@ -389,18 +396,24 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         with phase("naive Bayes and fusion"):
             X_held = X[held]
             w_held = _take(weight, held)
+            svm_views = _svm_views(svms, blocks, X.shape[1], n_classes)
+            del svms
+            # one (features x classes) array after another, each freed once used: memory is their size, not
+            # their sum (BENCHMARKS.md, the peak at 400,000 texts)
             sums = HeadStatistics.empty(statistics.classes, X.shape[1])
             sums.add(X_held, np.searchsorted(statistics.classes, labels[held]), w_held)
-            svm_views = _svm_views(svms, blocks, X.shape[1], n_classes)
-            without = _nb_view(*_naive_bayes(statistics.without(sums), self.classes_, nb_columns), nb_columns,
-                               X.shape[1])
+            held_statistics = statistics.without(sums)
+            del sums
+            without = _nb_view(*_naive_bayes(held_statistics, self.classes_, nb_columns), nb_columns, X.shape[1])
+            del held_statistics
             scores = np.stack([np.asarray(X_held @ c, dtype=np.float64) + b for c, b in [*svm_views, without]],
                               axis=1)
+            del without
             weights = _fit_view_weights(scores, np.searchsorted(self.classes_, labels[held]), w_held)
             if not np.any(weights > 0):  # degenerate scores: the plain sum rather than no model
                 weights = np.ones_like(weights)
             nb = _nb_view(*_naive_bayes(statistics, self.classes_, nb_columns), nb_columns, X.shape[1])
-            return self._combine(weights, [*svm_views, nb])
+            return self._combine(weights, [*svm_views, nb], view_names)
 
     def _calibration_folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(train, test) index pairs for out-of-fold scores; empty when the data is too small to calibrate.

@@ -223,6 +223,7 @@ def test_a_streamed_fused_head_fits_its_weights_on_rows_its_final_views_never_sa
     model = ComplaintClassifier(config).fit(df["text"].tolist(), {"category": df["category"].tolist()})
     head = model.heads_["category"]
     assert head.describe()["kind"] == "fused" and sum(head.fusion_weights_.values()) > 0
+    assert set(head.fusion_weights_) == {"all_svm", "nb"}  # one SGD view over every feature, and naive Bayes
     (sample, held_out), = seen
     # a stratified tenth of the 1,500 labeled rows (a floor of 10 a class), all from the calibration sample
     assert 150 <= len(held_out) <= 150 + 10 * len(head.classes_) and set(held_out) <= set(sample)

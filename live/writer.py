@@ -28,6 +28,11 @@ from classifier.text import mask_pii
 from live.drift import token_coverage
 from live.log import Decision, DecisionLog
 
+# the thread gives the GIL up after this many decisions of Python work (drift sample, masking, building rows):
+# otherwise a request thread waiting for it can wait out the interpreter's whole switch interval (5 ms), which
+# showed as +4 ms on the service's p99 with the log on (BENCHMARKS.md, issue 13)
+YIELD_EVERY = 16
+
 __all__ = ["DecisionWriter", "WriterStats", "Pending"]
 
 log = logging.getLogger("hotline.decisions")
@@ -138,8 +143,10 @@ class DecisionWriter:
             batch = self._take()
             if not batch:
                 return True
-            for p in batch:
+            for i, p in enumerate(batch):
                 self._finish(p)
+                if i % YIELD_EVERY == YIELD_EVERY - 1:
+                    time.sleep(0)  # let a waiting request thread have the GIL (see YIELD_EVERY)
             try:
                 if self.before_write is not None:
                     self.before_write()

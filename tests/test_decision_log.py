@@ -54,6 +54,23 @@ def test_an_upgrade_keeps_every_decision(tmp_path):
         assert conn.execute(select(predictions.c.truth)).scalar_one() == "道路设施"
 
 
+def test_a_large_batch_is_written_whole_in_several_statements(dlog):
+    # 250 decisions: three multi-row statements for the decisions (11 columns, 90 rows each), five for the
+    # 500 predictions; every row lands with its own values
+    batch = [decision(f"B-{i}", agency="大武口区住建局" if i % 5 == 0 else "兴庆区交警一大队", review=i % 5 == 0,
+                      at=T0 + timedelta(seconds=i)) for i in range(250)]
+    assert dlog.write_decisions(batch) == 250
+    assert dlog.counts()["decisions"] == 250
+    with dlog.engine.connect() as conn:
+        rows = conn.execute(select(predictions.c.case_id, predictions.c.label, predictions.c.score)
+                            .where(predictions.c.target == "agency")).all()
+    assert len(rows) == 250
+    by_case = {case: (label, score) for case, label, score in rows}
+    assert by_case["B-0"] == ("大武口区住建局", 0.4)
+    assert by_case["B-249"] == ("兴庆区交警一大队", 0.8)
+    assert sum(label == "大武口区住建局" for label, _ in by_case.values()) == 50
+
+
 def test_corrections_are_idempotent_replaced_with_history_and_final_by_time(dlog):
     dlog.write_decisions([decision("A-1"), decision("A-2")])
     first = dlog.add_corrections([Correction("A-1", {"agency": "大武口区住建局"}, "dispatcher",

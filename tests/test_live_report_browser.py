@@ -5,25 +5,17 @@ the log was built from."""
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from live.db import default_url
 from live.log import DecisionLog
+from tests.browser_support import ARGS, executable, needs_chromium, watch
 from tests.live_support import SINCE, V1, direct_counts, fill, scenario
 from training.cli import main
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +38,12 @@ def page_and_scenario(tmp_path_factory, tiny_model):
 def test_live_report_shows_the_counted_numbers_offline(page_and_scenario):
     sync_api = pytest.importorskip("playwright.sync_api")
     page_file, s = page_and_scenario
-    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
     url = page_file.resolve().as_uri()
-    problems: list[str] = []
-    requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
-                    else None)
-            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-            page.on("request", lambda r: requests.append(r.url))
+            events = watch(page)
             page.goto(url, wait_until="load")
             assert page.title() == "Live quality 2026-11-02 to 2026-11-30"
             inside = [d for d in s.decisions if SINCE <= d.created_at < SINCE + timedelta(weeks=4)]
@@ -95,5 +81,5 @@ def test_live_report_shows_the_counted_numbers_offline(page_and_scenario):
             assert cases == sorted(cases) and len(cases) > 2
         finally:
             browser.close()
-    assert problems == []
-    assert requests == [url]
+    assert events.problems == []
+    assert events.requests == [url]

@@ -4,23 +4,16 @@ requests, its tables sort, its Chinese labels render as glyphs (not boxes), and 
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.browser_support import ARGS, executable, needs_chromium, watch
 from tests.conftest import TINY_CASES
 from training.report import evaluate
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +31,12 @@ def test_report_opens_offline_without_errors(page_file):
     sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
 
-    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
     url = page_file.resolve().as_uri()
-    problems: list[str] = []
-    requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
-                    else None)
-            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-            page.on("request", lambda r: requests.append(r.url))
+            events = watch(page)
             page.goto(url, wait_until="load")
             assert page.title().startswith("Confusion report")
             assert page.locator("section#target-category svg").count() == 3
@@ -79,8 +66,8 @@ def test_report_opens_offline_without_errors(page_file):
             shot = page.screenshot(full_page=False)
         finally:
             browser.close()
-    assert problems == []
-    assert requests == [url]
+    assert events.problems == []
+    assert events.requests == [url]
     image = Image.open(io.BytesIO(shot)).convert("RGB")
     colors = image.getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 20  # text, cards and heatmap colours, not one blank colour
@@ -101,9 +88,8 @@ def test_notebook_output_tables_sort_even_when_the_report_is_shown_twice(page_fi
     notebook.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
                         f'<div class="output">{output}</div><div class="output">{output}</div></body></html>',
                         encoding="utf-8")
-    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
         try:
             page = browser.new_page()
             page.goto(notebook.resolve().as_uri(), wait_until="load")

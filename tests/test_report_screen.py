@@ -5,25 +5,18 @@ measured in the page); the table of contents stays in view; printed, nothing is 
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from classifier.model import ComplaintClassifier
+from tests.browser_support import ARGS, executable, needs_chromium
 from tests.conftest import tiny_config
 from training.demo import DEMO_CORPUS
 from training.report import evaluate
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and shutil.which("chromium") is None,
-    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 
 def _report(target: str, n_classes: int, out: Path) -> tuple[Path, dict]:
@@ -80,9 +73,8 @@ def test_first_screen_answers_and_nothing_is_clipped(reports, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
 
-    executable = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
         try:
             for path, want in reports:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})

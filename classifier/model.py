@@ -391,7 +391,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         assert final.sample_rows is not None
         held = stratified_sample(labels, max(1, int(HELD_OUT_SHARE * final.rows)), self.random_state)
-        held = np.arange(len(labels)) if held is None else held
+        held = _at_most_half_a_class(np.arange(len(labels)) if held is None else held, labels, statistics)
         svms = final(blocks, held_out=final.sample_rows[held])
         with phase("naive Bayes and fusion"):
             X_held = X[held]
@@ -462,6 +462,19 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         """Probabilities for one complaint given its sparse features: the single-request fast path."""
         scores = values @ self.coef_[indices] + self.intercept_
         return _softmax(scores[None, :] / self.temperature_)[0]
+
+
+def _at_most_half_a_class(held: np.ndarray, labels: np.ndarray, statistics: HeadStatistics) -> np.ndarray:
+    """The rows of ``held`` (sorted indices into ``labels``) less those past half of their class's labeled rows
+    in the whole corpus (``statistics.class_rows``): the final views must learn every class, a rare one too (the
+    sample keeps at least 10 rows a class, all of a class of 10)."""
+    cls = np.searchsorted(statistics.classes, labels[held])
+    order = np.argsort(cls, kind="stable")
+    sorted_cls = cls[order]
+    starts = np.searchsorted(sorted_cls, sorted_cls, side="left")
+    rank = np.empty(len(held), dtype=np.int64)
+    rank[order] = np.arange(len(held)) - starts
+    return held[rank < statistics.class_rows[cls] // 2]
 
 
 def _svm_views(svms: list, blocks: list, width: int, n_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -243,3 +243,15 @@ def test_statistics_without_a_sample_are_the_statistics_of_the_other_rows(demo):
     np.testing.assert_allclose(less.feature_count, rest.feature_count, atol=1e-9)
     np.testing.assert_array_equal(less.class_rows, rest.class_rows)
     np.testing.assert_allclose(less.feature_squares, rest.feature_squares, atol=1e-9)
+
+
+def test_a_rare_class_keeps_at_least_half_its_rows_in_the_final_views():
+    from classifier.model import _at_most_half_a_class
+
+    labels = np.array(["a"] * 30 + ["b"] * 10 + ["c"] * 1, dtype=object)
+    stats = HeadStatistics.empty(np.array(["a", "b", "c"], dtype=object), 4)
+    stats.class_rows[:] = [300, 10, 1]  # the whole corpus's rows per class
+    held = _at_most_half_a_class(np.arange(len(labels)), labels, stats)
+    # every sampled row of "a" (30 <= 150), 5 of b's 10, none of c's single row
+    assert (labels[held] == "a").sum() == 30 and (labels[held] == "b").sum() == 5 and "c" not in labels[held]
+    assert held.tolist() == sorted(held.tolist())

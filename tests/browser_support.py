@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,3 +42,15 @@ def watch(page: Any) -> PageEvents:
     page.on("pageerror", lambda e: events.problems.append(f"pageerror: {e}"))
     page.on("request", lambda r: events.requests.append(r.url))
     return events
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched headless Chromium (Playwright's sync API), closed afterwards."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from classifier.model import ComplaintClassifier
-from tests.browser_support import ARGS, executable, needs_chromium
+from tests.browser_support import chromium, needs_chromium
 from tests.conftest import tiny_config
 from training.demo import DEMO_CORPUS
 from training.report import evaluate
@@ -70,48 +70,43 @@ CLIPPED = r"""() => {
 
 
 def test_first_screen_answers_and_nothing_is_clipped(reports, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable(), args=ARGS)
-        try:
-            for path, want in reports:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                requests: list[str] = []
-                page.on("request", lambda r, requests=requests: requests.append(r.url))
-                page.goto(path.resolve().as_uri(), wait_until="load")
-                target = want["target"]
-                # the headline numbers and the verdict: right values, within the first 1,200 px of the page
-                for key in ("accuracy", "macro_f1"):
-                    cell = page.locator(f'#headline tr[data-target="{target}"] td[data-metric="{key}"]')
-                    assert cell.inner_text() == want[key]
-                    assert cell.bounding_box()["y"] + cell.bounding_box()["height"] <= 1200
-                verdict = page.locator(f'#verdicts tr[data-target="{target}"] .badge')
-                assert verdict.inner_text() == want["verdict"] and verdict.get_attribute("data-verdict") == \
-                    want["verdict"]
-                assert verdict.bounding_box()["y"] + verdict.bounding_box()["height"] <= 1200
-                assert page.locator("div.overlap").first.bounding_box()["y"] < 1200  # what it was evaluated on
-                assert page.evaluate(CLIPPED) == []
-                # every class of the heatmap has its full name in the table beside it
-                key_rows = page.locator(f"#heatmap-key-{target} tbody tr").count()
-                assert key_rows == min(want["classes"], 25)
-                # the table of contents stays in view
-                page.mouse.wheel(0, 6000)
-                page.wait_for_timeout(200)
-                assert abs(page.locator("nav.toc").bounding_box()["y"]) < 1
-                shot = page.screenshot(full_page=True)
-                (tmp_path / f"{target}.png").write_bytes(shot)
-                image = Image.open(io.BytesIO(shot))
-                assert image.width == 1280 and image.height > 3000  # the whole page, every table whole
-                # printed: no scroll boxes, the table of contents in the flow
-                page.emulate_media(media="print")
-                overflow = page.evaluate("""() => Array.from(document.querySelectorAll('.scroll'))
-                    .map((e) => getComputedStyle(e).overflowX + '/' + getComputedStyle(e).overflowY)""")
-                assert overflow and set(overflow) == {"visible/visible"}
-                assert page.evaluate("getComputedStyle(document.querySelector('nav.toc')).position") == "static"
-                assert requests == [path.resolve().as_uri()]
-                page.close()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        for path, want in reports:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests: list[str] = []
+            page.on("request", lambda r, requests=requests: requests.append(r.url))
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            target = want["target"]
+            # the headline numbers and the verdict: right values, within the first 1,200 px of the page
+            for key in ("accuracy", "macro_f1"):
+                cell = page.locator(f'#headline tr[data-target="{target}"] td[data-metric="{key}"]')
+                assert cell.inner_text() == want[key]
+                assert cell.bounding_box()["y"] + cell.bounding_box()["height"] <= 1200
+            verdict = page.locator(f'#verdicts tr[data-target="{target}"] .badge')
+            assert verdict.inner_text() == want["verdict"] and verdict.get_attribute("data-verdict") == \
+                want["verdict"]
+            assert verdict.bounding_box()["y"] + verdict.bounding_box()["height"] <= 1200
+            assert page.locator("div.overlap").first.bounding_box()["y"] < 1200  # what it was evaluated on
+            assert page.evaluate(CLIPPED) == []
+            # every class of the heatmap has its full name in the table beside it
+            key_rows = page.locator(f"#heatmap-key-{target} tbody tr").count()
+            assert key_rows == min(want["classes"], 25)
+            # the table of contents stays in view
+            page.mouse.wheel(0, 6000)
+            page.wait_for_timeout(200)
+            assert abs(page.locator("nav.toc").bounding_box()["y"]) < 1
+            shot = page.screenshot(full_page=True)
+            (tmp_path / f"{target}.png").write_bytes(shot)
+            image = Image.open(io.BytesIO(shot))
+            assert image.width == 1280 and image.height > 3000  # the whole page, every table whole
+            # printed: no scroll boxes, the table of contents in the flow
+            page.emulate_media(media="print")
+            overflow = page.evaluate("""() => Array.from(document.querySelectorAll('.scroll'))
+                .map((e) => getComputedStyle(e).overflowX + '/' + getComputedStyle(e).overflowY)""")
+            assert overflow and set(overflow) == {"visible/visible"}
+            assert page.evaluate("getComputedStyle(document.querySelector('nav.toc')).position") == "static"
+            assert requests == [path.resolve().as_uri()]
+            page.close()
     assert reports[1][1]["classes"] >= 60 and reports[0][1]["classes"] == 9

@@ -57,6 +57,7 @@ from classifier.config import TrainingConfig  # noqa: E402
 from classifier.model import prediction_record  # noqa: E402
 from live.log import Correction, Decision, DecisionLog  # noqa: E402
 from live.quality import live_quality  # noqa: E402
+from live.renames import as_relabel, suggest_renames  # noqa: E402
 from live.writer import DecisionWriter, Pending  # noqa: E402
 from training.metrics import paired_accuracy_test  # noqa: E402
 from training.select import select_from_log  # noqa: E402
@@ -90,6 +91,7 @@ class System:
     seed: int = 0
     density: bool = True  # select: rank by the uncertainty of a case's near-duplicate group (the default)
     half_life_days: float | None = None  # retrain with --half-life (recent cases weigh more)
+    renames: bool = False  # retrain with the renames the log's corrections show (live.renames, --relabel-file)
 
 
 def qingdao_stream(data: Path) -> Stream:
@@ -161,6 +163,8 @@ def systems_for(stream: Stream, seeds: int, share: float) -> list[System]:
         out.append(System("b", "all"))
         # every correction, recent cases weighing more (--half-life): a renamed agency's new name wins sooner
         out += [System(f"bh{d}", "all", half_life_days=float(d)) for d in (90, 180)]
+        # every correction, and each month the renames the log shows (hotline feedback renames) as --relabel-file
+        out.append(System("br", "all", renames=True))
     out.append(System("c", "select", share))
     out.append(System("cu", "select", share, density=False))  # ablation: uncertainty and spread, no density
     out += [System(f"d{s}", "random", share, s) for s in range(seeds)]
@@ -248,6 +252,11 @@ def run_system(stream: Stream, system: System, initial_model: Any, work: Path, s
             if system.half_life_days:  # the cases' dates: the export's, and the corrections' own times
                 config = CONFIG.with_updates(**{"recency.half_life_days": system.half_life_days})
                 dated = "when"
+            if system.renames:
+                found = suggest_renames(log)
+                entry["renames"] = [f"{r.target}: {r.old} -> {r.new}" for r in found]
+                if found:
+                    config = config.with_updates(relabel=as_relabel(found))
             model = train(stream.initial, text="text", targets={t: t for t in stream.targets}, config=config,
                           feedback=log, id_column="case_id", progress=False, time=dated)
             version = f"{system.name}-{k + 1}"
@@ -348,9 +357,10 @@ def new_agencies(stream: Stream, result: dict[str, Any]) -> list[dict[str, Any]]
 # -- the section and the chart ------------------------------------------------------------------------------
 COLOURS = {"a": "#888888", "b": "#1f77b4", "c": "#d62728", "cu": "#ff9896", "d": "#2ca02c", "d2x": "#9467bd"}
 NAMES = {"a": "(a) static", "b": "(b) every correction", "bh90": "(b) with --half-life 90d",
+         "br": "(b) with the renames the log shows",
          "bh180": "(b) with --half-life 180d", "c": "(c) 25 % chosen by select",
          "cu": "(c-) select without density", "d": "(d) 25 % at random", "d2x": "(d2x) 50 % at random"}
-FAMILIES = ("a", "b", "bh90", "bh180", "c", "cu", "d", "d2x")
+FAMILIES = ("a", "b", "bh90", "bh180", "br", "c", "cu", "d", "d2x")
 
 
 def _family(name: str) -> str:
@@ -462,7 +472,7 @@ def render_stream(stream: Stream, results: dict[str, dict[str, Any]], share: flo
         tests = []
         if "b" in results and "a" in results:
             tests.append(("(b) against (a)", [_paired(results, "b", "a", target)]))
-        for h in ("bh90", "bh180"):
+        for h in ("bh90", "bh180", "br"):
             if h in results and "b" in results:
                 tests.append((f"{NAMES[h]} against (b)", [_paired(results, h, "b", target)]))
         if "c" in results:
@@ -543,7 +553,7 @@ def twin_coverage(stream: Stream, results: dict[str, dict[str, Any]], similarity
 def _new_agency_lines(stream: Stream, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"Agencies first seen after month {INITIAL_MONTHS}: cases routed right in the two months after the "
              "first correction reached the loop (right / cases in those months; — : no case in those months):", ""]
-    shown = [n for n in ("b", "bh90", "bh180", "c") if n in results]
+    shown = [n for n in ("b", "bh90", "bh180", "br", "c") if n in results]
     tables = {n: {r["agency"]: r for r in new_agencies(stream, results[n])} for n in shown}
     if not shown or not tables[shown[0]]:
         return []

@@ -112,6 +112,9 @@ class TrainingConfig(_Strict):
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
     recency: RecencyConfig = RecencyConfig()
+    # per target, {old label: new label}: a renamed or merged agency (``training.relabel``); applied to the export
+    # and the corrections before validation
+    relabel: dict[str, dict[str, str]] = Field(default_factory=dict)
     # validation and evaluation
     test_size: float = Field(default=0.2, ge=0.0, lt=1.0)
     cv_folds: int = Field(default=0, ge=0, le=20)
@@ -127,6 +130,18 @@ class TrainingConfig(_Strict):
     user_dict: str | None = None
     stop_words: str | None = None
     n_jobs: int = Field(default=-1)
+
+    @model_validator(mode="after")
+    def _relabel_has_no_cycle(self) -> TrainingConfig:
+        for target, pairs in self.relabel.items():
+            for old in pairs:
+                seen, new = {old}, pairs[old]
+                while new in pairs and new not in seen:
+                    seen.add(new)
+                    new = pairs[new]
+                if new in seen:
+                    raise ValueError(f"relabel of {target}: {old!r} leads back to itself (a cycle or OLD=OLD)")
+        return self
 
     def with_updates(self, **changes: Any) -> TrainingConfig:
         """A copy with top-level or dotted (``model.C``) fields replaced, validated strictly."""

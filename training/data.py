@@ -146,6 +146,8 @@ class ValidationReport:
     sources: dict[str, Any] = field(default_factory=dict)
     # target -> {label: the date its last case was seen}: labels retired by TrainingConfig.recency
     retired: dict[str, dict[str, str]] = field(default_factory=dict)
+    # target -> {old label: {"new": label, "cases": n}}: renamed / merged labels (TrainingConfig.relabel)
+    relabeled: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what training did beyond validation, in words
 
     def to_dict(self) -> dict[str, Any]:

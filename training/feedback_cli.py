@@ -3,6 +3,7 @@
     hotline feedback import orders.xlsx --case-id 工单编号 --agency 承办单位 [--category 一级标签] \\
         [--source dispatcher | --source-column 来源] [--time 办结时间] [--text 留言详情]
     hotline feedback export --since 2026-11-01 [--until 2026-11-30] --out cases.csv
+    hotline feedback renames [--since 2026-09-01] --out renames.csv     # then: hotline train --relabel-file
     hotline decisions purge --older-than 180d [--texts-only]
     hotline decisions stats
 
@@ -157,6 +158,25 @@ def _add_feedback(sub: Any) -> None:
     add_log_arguments(exp)
     exp.set_defaults(func=cmd_feedback_export)
 
+    ren = fsub.add_parser(
+        "renames", help="renamed or merged agencies the corrections show, as a file for `train --relabel-file`",
+        description="A new label that takes over an old one's cases: most of the cases corrected to it had been "
+                    "routed to the old name, which has (almost) stopped coming back as a final label since. "
+                    "Each suggestion comes with its evidence (counts and dates); review the file, then "
+                    "`hotline train ... --relabel-file renames.csv`.")
+    ren.add_argument("--since", metavar="DATE", help="only predictions from this date or time on (default: all)")
+    add_time_zone_argument(ren)
+    ren.add_argument("--target", help="only this target (default: every target the log has)")
+    ren.add_argument("--min-cases", type=int, default=3,
+                     help="cases corrected to the new name and routed to the old one, at least (default: 3)")
+    ren.add_argument("--max-old-ratio", type=float, default=0.5,
+                     help="since the new name first came back, the old one at most this many times as often "
+                          "(default: 0.5)")
+    ren.add_argument("--out", type=Path, help="renames.csv (UTF-8 with BOM): target, old, new and the evidence")
+    ren.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_log_arguments(ren)
+    ren.set_defaults(func=cmd_feedback_renames)
+
 
 def _import_columns(args: argparse.Namespace) -> Any:
     from .cli import parse_targets
@@ -227,6 +247,34 @@ def cmd_feedback_export(args: argparse.Namespace) -> int:
     if len(cases) > no_text:
         flags = " ".join(f"--{t} {t}" if t in ("category", "agency") else f"--target {t}={t}" for t in targets)
         print(f"train on them: hotline train {path} --text text {flags}")
+    return 0
+
+
+@_user_errors
+def cmd_feedback_renames(args: argparse.Namespace) -> int:
+    from live.renames import suggest_renames, suggestions_frame
+
+    since = parse_when(args.since, time_zone(args.timezone), what="--since") if args.since else None
+    decision_log = open_decision_log(args)
+    try:
+        found = suggest_renames(decision_log, target=args.target, since=since, min_cases=args.min_cases,
+                                max_old_ratio=args.max_old_ratio)
+    finally:
+        decision_log.close()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        suggestions_frame(found).to_csv(args.out, index=False, encoding="utf-8-sig")
+    if args.json:
+        _print_json({"renames": [s.to_dict() for s in found], "log": describe_url(decision_log.url),
+                     "out": str(args.out) if args.out is not None else None})
+        return 0
+    if not found:
+        print("no renamed or merged label in the corrections" + (f" since {since.isoformat()}" if since else ""))
+    for s in found:
+        print(f"{s.target}: {s.old} -> {s.new} ({s.reason()})")
+    if args.out is not None:
+        print(f"wrote {len(found)} rename{'s' if len(found) != 1 else ''} to {args.out}; review it, then "
+              f"hotline train ... --relabel-file {args.out}")
     return 0
 
 

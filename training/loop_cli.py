@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from .recency import parse_duration, parse_retire_after
+from .relabel import parse_relabel, read_relabel_file
 
 __all__ = ["add_loop_arguments", "loop_config_updates"]
 
@@ -33,13 +34,26 @@ def add_loop_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--retire-after", action="append", metavar="[TARGET=]DURATION",
                    help="retire labels no case has named for this long (e.g. 365d: agencies; category=730d); the "
                         "report says which (repeatable; needs --time, or corrections alone)")
+    g.add_argument("--relabel", action="append", metavar="[TARGET:]OLD=NEW",
+                   help="a renamed or merged label: every case of OLD learns NEW (the agency unless TARGET: is "
+                        "given, e.g. 黄岛区政府=西海岸新区政府 or category:旧类=新类; repeatable)")
+    g.add_argument("--relabel-file", metavar="CSV",
+                   help="renames from a CSV with columns target, old, new (what `hotline feedback renames` "
+                        "writes)")
 
 
 def loop_config_updates(args: argparse.Namespace) -> dict[str, Any]:
-    """The training-config changes the options ask for (``recency.*``)."""
+    """The training-config changes the options ask for (``recency.*``, ``relabel``)."""
     updates: dict[str, Any] = {}
     if getattr(args, "half_life", None):
         updates["recency.half_life_days"] = parse_duration(args.half_life, "--half-life")
     if getattr(args, "retire_after", None):
         updates["recency.retire_after_days"] = parse_retire_after(args.retire_after)
+    mapping: dict[str, dict[str, str]] = {}
+    if getattr(args, "relabel_file", None):
+        mapping = read_relabel_file(args.relabel_file)
+    for target, pairs in parse_relabel(getattr(args, "relabel", None)).items():
+        mapping.setdefault(target, {}).update(pairs)  # the command line wins over the file
+    if mapping:
+        updates["relabel"] = mapping
     return updates

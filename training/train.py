@@ -26,6 +26,8 @@ from .data import ValidationReport, default_targets, fingerprint, read_table, va
 from .metrics import classification_metrics
 from .overlap import ROW_FILTER_FILE, RowFilter
 from .recency import describe, format_days, half_life_weights, retire
+from .relabel import describe as describe_relabel
+from .relabel import relabel
 from .splits import (
     group_values,
     holdout_split,
@@ -100,6 +102,10 @@ def train(
         raise ConfigError("the half-life and retiring labels need each case's date: name the export's date column "
                           "with --time COLUMN (train(..., time=...))")
     notes = sources.lines() if sources is not None else []
+    relabeled: dict[str, dict[str, dict[str, Any]]] = {}
+    if config.relabel:
+        frame, relabeled = relabel(frame, targets, config.relabel)
+        notes += describe_relabel(relabeled)
     retired: dict[str, dict[str, str]] = {}
     if recency.retire_after_days:
         assert dates is not None
@@ -127,6 +133,7 @@ def train(
                      f"counts {weights.min():.3g} of the newest")
     report.sources = sources.to_dict() if sources is not None else {}
     report.retired = retired
+    report.relabeled = relabeled
     report.notes = notes
     say(f"validated: {report.rows_used:,} of {len(frame):,} rows usable")
     for note in notes:
@@ -189,6 +196,7 @@ def train(
                     **({"id": id_column} if id_column is not None else {})},
         **({"sources": sources.to_dict()} if sources is not None else {}),
         **({"retired": retired} if retired else {}),
+        **({"relabeled": relabeled} if relabeled else {}),
     }
     return model
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import pandas as pd
@@ -49,6 +50,10 @@ SOURCE_RANK = {"dispatcher": 1, "agency_return": 2, "audit": 3}
 MAX_CORRECTIONS_PER_BATCH = 10_000
 # a correction stamped this much before the prediction it corrects is still accepted: two systems' clocks differ
 CLOCK_SKEW = timedelta(minutes=5)
+_DECISION_KEYS = ("id", "case_id", "request_id", "created_at", "model_version", "needs_review", "routing_path",
+                  "place_source", "n_tokens", "n_unseen", "text")
+_PREDICTION_KEYS = ("decision_id", "case_id", "created_at", "model_version", "target", "label", "score",
+                    "needs_review")
 _CHUNK = 500  # rows per IN (...) lookup: under SQLite's and PostgreSQL's parameter limits
 
 
@@ -131,7 +136,7 @@ class DecisionLog:
         self.url = url
         self.store_texts = store_texts
         self.engine: Engine = open_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=busy_timeout_s)
-        self._insert_sql: dict[tuple[str, tuple[str, ...]], tuple[str, Any]] = {}
+        self._insert_sql: dict[tuple[str, tuple[str, ...]], tuple[str, Any, list[int] | None]] = {}
         if migrate_schema:
             migrate(self.engine)
 
@@ -156,27 +161,25 @@ class DecisionLog:
         if not batch:
             return 0
         when = self._datetime_processor()
-        dec_rows, pred_rows = [], []
+        texts = self.store_texts
+        dec_rows: list[tuple[Any, ...]] = []
+        pred_rows: list[tuple[Any, ...]] = []
         for i, d in enumerate(batch):
             if i % 32 == 31:
                 time.sleep(0)  # give the GIL to a waiting request thread (live.writer.YIELD_EVERY)
             decision_id = secrets.randbits(63)
             case_id = d.case_id[:MAX_CASE_ID]
             created = when(d.created_at)
-            dec_rows.append({"id": decision_id, "case_id": case_id, "request_id": d.request_id[:64],
-                             "created_at": created, "model_version": d.model_version,
-                             "needs_review": d.needs_review, "routing_path": d.routing_path,
-                             "place_source": d.place_source, "n_tokens": d.n_tokens, "n_unseen": d.n_unseen,
-                             "text": d.text if self.store_texts else None})
-            for t in d.labels:
-                pred_rows.append({"decision_id": decision_id, "case_id": case_id, "created_at": created,
-                                  "model_version": d.model_version, "target": t.target,
-                                  "label": t.label[:MAX_LABEL], "score": t.score, "needs_review": t.needs_review})
+            version = d.model_version
+            dec_rows.append((decision_id, case_id, d.request_id[:64], created, version, d.needs_review,
+                             d.routing_path, d.place_source, d.n_tokens, d.n_unseen, d.text if texts else None))
+            pred_rows.extend((decision_id, case_id, created, version, t.target, t.label[:MAX_LABEL], t.score,
+                              t.needs_review) for t in d.labels)
         try:
             with self.engine.begin() as conn:
-                self._executemany(conn, decisions, dec_rows)
+                self._executemany(conn, decisions, _DECISION_KEYS, dec_rows)
                 if pred_rows:
-                    self._executemany(conn, predictions, pred_rows)
+                    self._executemany(conn, predictions, _PREDICTION_KEYS, pred_rows)
         except SQLAlchemyError as exc:
             raise self._fail("write to", exc) from None
         return len(batch)
@@ -186,29 +189,38 @@ class DecisionLog:
         proc = decisions.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
         return proc if proc is not None else (lambda v: v)
 
-    def _executemany(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` (dicts with the same keys) through the driver.
+    def _executemany(self, conn: Any, table: Any, keys: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (tuples of the columns ``keys``) through the driver.
 
         With a positional driver (SQLite) the rows go as multi-row ``INSERT ... VALUES (...), (...)`` statements
         of up to ``SQL_VARIABLES_PER_STATEMENT`` parameters: ``executemany`` would step SQLite once a row and
         take the GIL back after each step, which the request threads of the service then wait for (the log's
-        cost to the p99, BENCHMARKS.md); one statement per ~90 rows takes it back ~90 times less often.
-        PostgreSQL's driver (named parameters) pipelines ``executemany`` itself."""
-        key = (table.name, tuple(rows[0]))
+        cost to the p99, BENCHMARKS.md); one statement per ~90 rows takes it back ~90 times less often.  The
+        parameters are the rows' tuples laid end to end (no dict per row: the writer thread's Python work is
+        what a request waits for).  PostgreSQL's driver (named parameters) pipelines ``executemany`` itself."""
+        key = (table.name, keys)
         compiled = self._insert_sql.get(key)
         if compiled is None:
-            c = insert(table).compile(dialect=self.engine.dialect, column_keys=list(rows[0]))
-            compiled = self._insert_sql[key] = (c.string, c.positiontup)
-        sql, order = compiled
+            c = insert(table).compile(dialect=self.engine.dialect, column_keys=list(keys))
+            order = c.positiontup
+            # the statement's parameter order, as positions in ``keys`` (None: the same order)
+            perm = None if not order or tuple(order) == keys else [keys.index(k) for k in order]
+            compiled = self._insert_sql[key] = (c.string, order, perm)
+        sql, order, perm = compiled
         if not order:
-            conn.exec_driver_sql(sql, rows)
+            conn.exec_driver_sql(sql, [dict(zip(keys, r, strict=True)) for r in rows])
             return
+        if perm is not None:
+            rows = [tuple(r[i] for i in perm) for r in rows]
         per = max(1, SQL_VARIABLES_PER_STATEMENT // len(order))
         head, _, group = sql.rpartition(" VALUES ")
+        statements: dict[int, str] = {}
         for start in range(0, len(rows), per):
             part = rows[start:start + per]
-            statement = f"{head} VALUES {', '.join([group] * len(part))}"
-            conn.exec_driver_sql(statement, tuple(r[k] for r in part for k in order))
+            statement = statements.get(len(part))
+            if statement is None:
+                statement = statements[len(part)] = f"{head} VALUES {', '.join([group] * len(part))}"
+            conn.exec_driver_sql(statement, tuple(chain.from_iterable(part)))
 
     # -- corrections ------------------------------------------------------------------------------------
     def add_corrections(self, batch: Sequence[Correction], known_labels: Mapping[str, Collection[str]],

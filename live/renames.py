@@ -5,7 +5,9 @@ old name stops coming back as a final label.  ``suggest_renames`` finds that pat
 target, for ``hotline feedback renames`` (which writes the ``target,old,new`` file ``hotline train
 --relabel-file`` reads, ``training.relabel``):
 
-- the new label ``new`` was the final label of at least ``min_cases`` predicted cases, and on at least
+- the new label ``new`` was one the model did not know when it first came back (a new name, not one of the
+  model's agencies: two agencies the model knows are never merged by this);
+- ``new`` was the final label of at least ``min_cases`` predicted cases, and on at least
   ``min_share`` of those the model had not said ``new`` it had said ``old`` (the new name takes the old name's
   cases, not a mix of many agencies': that is a new agency, not a rename);
 - since ``new`` first came back, ``old`` came back as a final label at most ``max_old_ratio`` times as often
@@ -54,7 +56,7 @@ class RenameSuggestion:
 
 def _corrected_predictions(log: DecisionLog, target: str | None, since: datetime | None) -> pd.DataFrame:
     p = predictions.c
-    query = select(p.case_id, p.target, p.label, p.truth, p.created_at).where(p.truth.is_not(None))
+    query = select(p.case_id, p.target, p.label, p.truth, p.truth_known, p.created_at).where(p.truth.is_not(None))
     if target is not None:
         query = query.where(p.target == target)
     if since is not None:
@@ -64,7 +66,7 @@ def _corrected_predictions(log: DecisionLog, target: str | None, since: datetime
             rows = conn.execute(query.order_by(p.created_at, p.id)).all()
     except SQLAlchemyError as exc:
         raise log._fail("read", exc) from None
-    frame = pd.DataFrame(rows, columns=["case_id", "target", "predicted", "truth", "when"])
+    frame = pd.DataFrame(rows, columns=["case_id", "target", "predicted", "truth", "known", "when"])
     frame["when"] = [_utc(w) for w in frame["when"]]
     # a case predicted twice counts once: its first prediction, what the model said before anyone corrected it
     return frame.drop_duplicates(["case_id", "target"], keep="first")
@@ -86,8 +88,8 @@ def suggest_renames(log: DecisionLog, *, target: str | None = None, since: datet
         first_seen = rows.groupby("truth")["when"].min()
         last_seen = rows.groupby("truth")["when"].max()
         for new, cases in rows.groupby("truth", sort=True):
-            if len(cases) < min_cases:
-                continue
+            if len(cases) < min_cases or cases["known"].iloc[0] is True or cases["known"].iloc[0] == 1:
+                continue  # too few, or a label the model already knew when it first came back
             missed = cases[cases["predicted"] != new]
             if missed.empty:
                 continue

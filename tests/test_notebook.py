@@ -118,6 +118,7 @@ def test_retrain_notebook_on_the_demo(demo_store, tmp_path):
     assert re.search(r"agency: right \d+\.\d% of \d+ labeled cases", out)
     assert f"{held} cases: 0 relabeled export cases, 0 confirmed export cases, {held} cases the export does not have" \
         in out
+    assert "0 renamed or merged label(s) in the corrections" in out  # the demo's dispatcher renamed nothing
     loop_version = re.search(r"loop candidate: (\S+) \(saved, not current\)", out).group(1)
     assert f"judging on the {held} newest cases neither version learned from" in out
     store = ModelStore(store_dir)

@@ -92,6 +92,7 @@ class System:
     density: bool = True  # select: rank by the uncertainty of a case's near-duplicate group (the default)
     half_life_days: float | None = None  # retrain with --half-life (recent cases weigh more)
     renames: bool = False  # retrain with the renames the log's corrections show (live.renames, --relabel-file)
+    updates: tuple[tuple[str, Any], ...] = ()  # other training-config changes (an experiment's)
 
 
 def qingdao_stream(data: Path) -> Stream:
@@ -165,6 +166,8 @@ def systems_for(stream: Stream, seeds: int, share: float) -> list[System]:
         out += [System(f"bh{d}", "all", half_life_days=float(d)) for d in (90, 180)]
         # every correction, and each month the renames the log shows (hotline feedback renames) as --relabel-file
         out.append(System("br", "all", renames=True))
+        # an experiment: the same with balanced class weights (a new agency's first cases count as much as a class)
+        out.append(System("brb", "all", renames=True, updates=(("model.class_weight", "balanced"),)))
     out.append(System("c", "select", share))
     out.append(System("cu", "select", share, density=False))  # ablation: uncertainty and spread, no density
     out += [System(f"d{s}", "random", share, s) for s in range(seeds)]
@@ -252,6 +255,8 @@ def run_system(stream: Stream, system: System, initial_model: Any, work: Path, s
             if system.half_life_days:  # the cases' dates: the export's, and the corrections' own times
                 config = CONFIG.with_updates(**{"recency.half_life_days": system.half_life_days})
                 dated = "when"
+            if system.updates:
+                config = config.with_updates(**dict(system.updates))
             if system.renames:
                 found = suggest_renames(log)
                 entry["renames"] = [f"{r.target}: {r.old} -> {r.new}" for r in found]
@@ -358,9 +363,10 @@ def new_agencies(stream: Stream, result: dict[str, Any]) -> list[dict[str, Any]]
 COLOURS = {"a": "#888888", "b": "#1f77b4", "c": "#d62728", "cu": "#ff9896", "d": "#2ca02c", "d2x": "#9467bd"}
 NAMES = {"a": "(a) static", "b": "(b) every correction", "bh90": "(b) with --half-life 90d",
          "br": "(b) with the renames the log shows",
+         "brb": "(b) with the renames and balanced class weights",
          "bh180": "(b) with --half-life 180d", "c": "(c) 25 % chosen by select",
          "cu": "(c-) select without density", "d": "(d) 25 % at random", "d2x": "(d2x) 50 % at random"}
-FAMILIES = ("a", "b", "bh90", "bh180", "br", "c", "cu", "d", "d2x")
+FAMILIES = ("a", "b", "bh90", "bh180", "br", "brb", "c", "cu", "d", "d2x")
 
 
 def _family(name: str) -> str:
@@ -472,7 +478,7 @@ def render_stream(stream: Stream, results: dict[str, dict[str, Any]], share: flo
         tests = []
         if "b" in results and "a" in results:
             tests.append(("(b) against (a)", [_paired(results, "b", "a", target)]))
-        for h in ("bh90", "bh180", "br"):
+        for h in ("bh90", "bh180", "br", "brb"):
             if h in results and "b" in results:
                 tests.append((f"{NAMES[h]} against (b)", [_paired(results, h, "b", target)]))
         if "c" in results:
@@ -553,7 +559,7 @@ def twin_coverage(stream: Stream, results: dict[str, dict[str, Any]], similarity
 def _new_agency_lines(stream: Stream, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"Agencies first seen after month {INITIAL_MONTHS}: cases routed right in the two months after the "
              "first correction reached the loop (right / cases in those months; — : no case in those months):", ""]
-    shown = [n for n in ("b", "bh90", "bh180", "br", "c") if n in results]
+    shown = [n for n in ("b", "bh90", "bh180", "br", "brb", "c") if n in results]
     tables = {n: {r["agency"]: r for r in new_agencies(stream, results[n])} for n in shown}
     if not shown or not tables[shown[0]]:
         return []

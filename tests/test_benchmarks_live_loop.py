@@ -56,7 +56,8 @@ def replay(tmp_path_factory):
     stream = _stream()
     work = tmp_path_factory.mktemp("live-loop")
     systems = systems_for(stream, seeds=1, share=0.25)
-    assert [s.name for s in systems] == ["a", "b", "bh90", "bh180", "c", "cu", "d0", "d2x0"]
+    assert [s.name for s in systems] == ["a", "b", "bh90", "bh180", "br", "brb", "c", "cu", "d0",
+                                              "d2x0"]
     lines: list[str] = []
     return stream, run_stream(stream, systems, work, resume=False, say=lines.append), lines, work
 
@@ -67,9 +68,12 @@ def test_every_system_is_scored_on_the_same_cases_and_labels_its_share(replay):
         assert [e["month"] for e in result["months"]] == ["2018-03", "2018-04", "2018-05"]
         labeled = [e["labeled"] for e in result["months"]]
         assert labeled == {"a": [0, 0, 0], "b": [24, 24, 24], "bh90": [24, 24, 24], "bh180": [24, 24, 24],
-                           "c": [6, 6, 6], "cu": [6, 6, 6], "d0": [6, 6, 6], "d2x0": [12, 12, 12]}[name]
+                           "br": [24, 24, 24], "brb": [24, 24, 24], "c": [6, 6, 6], "cu": [6, 6, 6], "d0": [6, 6, 6],
+                           "d2x0": [12, 12, 12]}[name]
         first = result["months"][0]
         assert first["truth"] == results["a"]["months"][0]["truth"]  # the same cases for every system
+    # the renames system asked the log each month (a new agency that takes no old one's cases is no rename)
+    assert [e["renames"] for e in results["br"]["months"][:2]] == [[], []]
     # the first month is predicted by the same initial model in every system
     assert len({tuple(r["months"][0]["pred"]["category"]) for r in results.values()}) == 1
     # (b) learns the new category from its corrections; (a) never can
@@ -83,7 +87,7 @@ def test_every_system_is_scored_on_the_same_cases_and_labels_its_share(replay):
             right = [p == y for p, y in zip(e["pred"][t], e["truth"][t]) if y is not None]
             assert e["live_accuracy"][t] == pytest.approx(np.mean(right))
     assert e["psi"]["category"] is not None and 0 <= e["unseen_token_share"] <= 1
-    assert len(lines) == 1 + 8 * 3 and (work / "qingdao-results.json").exists()
+    assert len(lines) == 1 + 10 * 3 and (work / "qingdao-results.json").exists()
     assert all("的" not in ln for ln in lines)  # progress lines carry numbers and labels, never complaint text
 
 

@@ -67,7 +67,8 @@ from .model import (
 )
 from .text import ComplaintTokenizer
 
-__all__ = ["RoutedClassifier", "routes", "FUNCTION", "COUNTY", "AGENCY", "CATEGORY"]
+__all__ = ["RoutedClassifier", "routes", "unusable_place", "PLACE_HINT_IGNORED_MESSAGE", "FUNCTION", "COUNTY",
+           "AGENCY", "CATEGORY"]
 
 FUNCTION = "function"
 COUNTY = "county"
@@ -715,6 +716,19 @@ _METADATA = ("validation_report", "metrics", "training_data", "manifest")
 def routes(model: Any) -> bool:
     """Whether ``model`` routes its agency through a directory (a fitted ``RoutedClassifier`` with one)."""
     return getattr(model, "directory_", None) is not None
+
+
+# what the service (``warnings``) and ``hotline predict --place`` say about a hint the directory cannot place
+PLACE_HINT_IGNORED_MESSAGE = (
+    "the place hint names no county, town or city of the model's routing directory and was ignored: the place "
+    "came from the text or, when the text names none, from the county model's guess; send a county, town or city "
+    "name of the routing directory")
+
+
+def unusable_place(model: Any, place: str) -> bool:
+    """The routing model's directory knows no county, town or city in ``place``."""
+    match = model.resolve_place(place)
+    return match.county is None and match.level != "city"
 
 
 def _wilson_low(right: int, n: int) -> float:

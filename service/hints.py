@@ -13,7 +13,7 @@ import threading
 import weakref
 from typing import Any
 
-from classifier.routing import routes
+from classifier.routing import PLACE_HINT_IGNORED_MESSAGE, routes, unusable_place
 
 __all__ = ["PLACE_HINT_IGNORED", "hint_warnings", "unusable_place"]
 
@@ -22,12 +22,6 @@ _CACHE_SIZE = 4096  # a hotline's districts and towns: a few hundred distinct hi
 
 _known: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
-
-
-def unusable_place(model: Any, place: str) -> bool:
-    """The routing model's directory knows no county, town or city in ``place``."""
-    match = model.resolve_place(place)
-    return match.county is None and match.level != "city"
 
 
 def hint_warnings(model: Any, place: str | None) -> list[dict[str, str]] | None:
@@ -47,7 +41,4 @@ def hint_warnings(model: Any, place: str | None) -> list[dict[str, str]] | None:
             per_model[hint] = unusable
     if not unusable:
         return None
-    return [{"type": PLACE_HINT_IGNORED,
-             "message": "the place hint names no county, town or city of the model's routing directory and was "
-                        "ignored: the place came from the text or, when the text names none, from the county "
-                        "model's guess; send a county, town or city name of the routing directory"}]
+    return [{"type": PLACE_HINT_IGNORED, "message": PLACE_HINT_IGNORED_MESSAGE}]

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from classifier.errors import ComplaintInputError
-from classifier.routing import routes
+from classifier.routing import routes, unusable_place
 from classifier.store import ModelStore
-from service.hints import unusable_place
 from service.settings import ServiceSettings
 from service.worker_versions import WorkerVersions
 

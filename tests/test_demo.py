@@ -94,9 +94,18 @@ def test_cli_predict_prints_the_routing_line(demo_store, capsys):
 def test_cli_predict_takes_a_place_hint(demo_store, capsys):
     assert main(["predict", "--store", str(demo_store.path), "--json", "--place", "隆德县",
                  "出租车司机拒载，还绕路多收钱"]) == 0
-    out = json.loads(capsys.readouterr().out.strip())
+    captured = capsys.readouterr()
+    out = json.loads(captured.out.strip())
     assert out["targets"]["agency"]["label"] == "隆德县交通运输局"
     assert out["routing"]["place"]["source"] == "hint"
+    assert "warning" not in captured.err
+    # a hint the directory cannot place decides nothing, and the command says so (as the service's warnings)
+    assert main(["predict", "--store", str(demo_store.path), "--json", "--place", "火星",
+                 "出租车司机拒载，还绕路多收钱"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip())["routing"]["place"]["source"] != "hint"
+    assert "warning: --place '火星': the place hint names no county, town or city of the model's routing " \
+        "directory and was ignored" in captured.err
 
 
 def test_demo_files_and_config():

@@ -58,6 +58,14 @@ def add_command(sub: Any) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _warn_unusable_place(args: argparse.Namespace, model: Any) -> None:
+    """``--place`` the routing directory cannot place decides nothing: say so (as the service's ``warnings``)."""
+    from classifier.routing import PLACE_HINT_IGNORED_MESSAGE, routes, unusable_place
+
+    if args.place and args.place.strip() and routes(model) and unusable_place(model, args.place.strip()):
+        print(f"warning: --place {args.place.strip()!r}: {PLACE_HINT_IGNORED_MESSAGE}", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.scheduler is not None:
         return _predict_on_cluster(args)
@@ -71,6 +79,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.file is not None or not args.texts or args.texts == ["-"]:
         return _predict_lines(args)
     stored = load_for_cli(args)
+    _warn_unusable_place(args, stored.model)
     places = [args.place] * len(args.texts) if args.place else None
     results = stored.model.predict_details(list(args.texts), top_k=args.top_k, explain=args.explain, places=places)
     for result in results:
@@ -90,6 +99,7 @@ def _predict_lines(args: argparse.Namespace) -> int:
         where = args.file if args.file is not None else "stdin"
         raise ComplaintInputError(f"no complaint text in {where}: it is empty or holds only blank lines")
     stored = load_for_cli(args)
+    _warn_unusable_place(args, stored.model)
     records = classify_texts(stored.model, lines, version=stored.version, top_k=args.top_k, explain=args.explain,
                              places=[args.place] * len(lines) if args.place else None)
     errors = []
@@ -117,6 +127,7 @@ def _predict_data(args: argparse.Namespace) -> int:
         raise ConfigError("give --data FILE or texts (arguments, --file, stdin), not both")
     check_output_path(args.out, args.data)
     stored = load_for_cli(args)
+    _warn_unusable_place(args, stored.model)
     summary = predict_file(stored.model, args.data, args.text or "text", out=args.out, id_column=args.id_column,
                            place_column=args.place_column, place=args.place, version=stored.version,
                            top_k=args.top_k, explain=args.explain, encoding=args.encoding,

@@ -52,6 +52,7 @@ from .scores import (
     _take,
 )
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, is_blank
+from .weights import on_storage_grid, served, stored
 
 __all__ = ["ComplaintClassifier", "TargetHead", "head_rows", "check_texts", "check_places", "prediction_record"]
 
@@ -135,8 +136,9 @@ class TargetHead(ClassifierMixin, BaseEstimator):
     benchmark's data sets: +0.7 (thucnews) and +0.8 (Qingdao categories) points of accuracy, -0.07 on tipdm,
     and a lower log-loss (BENCHMARKS.md, experiments).
 
-    ``coef_`` is stored as (n_features, n_classes) float32 so a single complaint's few hundred non-zero
-    features gather their rows directly.
+    ``coef_`` is held as (n_features, n_classes) float32 so a single complaint's few hundred non-zero
+    features gather their rows directly; its values are on float16's grid and pickled as float16
+    (``classifier.weights``), so a saved head is half the size and predicts exactly as the fitted one.
     """
 
     # heads pickled before fusion existed have no instance attribute: they are single SVMs (get_params, repr)
@@ -219,9 +221,12 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         self.fusion_weights_: dict[str, float] | None = None
         self._final = final  # read by _fit_view while fitting, never saved
         try:
-            return self._fit(X, labels, char_columns, lead_columns, weight, statistics, final)
+            self._fit(X, labels, char_columns, lead_columns, weight, statistics, final)
         finally:
             self.__dict__.pop("_final", None)
+        # the weights as they are saved: the model scored after fitting is the model that is served
+        self.coef_: np.ndarray = on_storage_grid(self.__dict__["coef_"])
+        return self
 
     def _fit(self, X: sp.csr_matrix, labels: np.ndarray, char_columns: np.ndarray | None,
              lead_columns: np.ndarray | None, weight: np.ndarray | None, statistics: HeadStatistics | None,
@@ -462,6 +467,17 @@ class TargetHead(ClassifierMixin, BaseEstimator):
         """Probabilities for one complaint given its sparse features: the single-request fast path."""
         scores = values @ self.coef_[indices] + self.intercept_
         return _softmax(scores[None, :] / self.temperature_)[0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # object.__getstate__ hands out the live __dict__: copy it
+        if "coef_" in state:
+            state["coef_"] = stored(state["coef_"])  # float16 on disk (classifier.weights)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "coef_" in self.__dict__:
+            self.coef_ = served(self.coef_)  # float32 in memory, the same values
 
 
 def _at_most_half_a_class(held: np.ndarray, labels: np.ndarray, statistics: HeadStatistics) -> np.ndarray:

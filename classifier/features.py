@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -27,14 +26,14 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import NotAListError
 from .phases import phase
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, normalize
+from .vocabulary import LEAD_PREFIX, WORD_PREFIX, Vocabulary
 
 __all__ = ["WORD_PREFIX", "LEAD_PREFIX", "EXPLAIN_MIN_CASES", "ComplaintVectorizer", "analyze_many"]
 
 # tokens and char n-grams share one vocabulary; a prefix on word features keeps the word "路" apart from the
-# char "路" (words are the fewer, so they pay for the prefix)
-WORD_PREFIX = "\x01"
-# features of the lead (the first ``lead_chars`` characters) carry this before their word prefix or char n-gram
-LEAD_PREFIX = "\x02"
+# char "路" (words are the fewer, so they pay for the prefix): WORD_PREFIX, "\x01".  Features of the lead (the
+# first ``lead_chars`` characters) carry LEAD_PREFIX, "\x02", before their word prefix or char n-gram (both
+# defined in classifier.vocabulary, which looks them up)
 # an explanation never names a feature seen in fewer distinct training cases than this (nor than min_df)
 EXPLAIN_MIN_CASES = 2
 # below this many characters a batch is analyzed in-process.  Measured on 2 cores (BENCHMARKS.md): starting the
@@ -101,7 +100,21 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def _parts(self, norm: str) -> tuple[list[str], list[str]]:
         """The text's features, and its lead's without their prefix (the lead's char n-grams are the same
-        string objects as the text's first ones, so looking them up again costs no hashing: ``_columns``)."""
+        string objects as the text's first ones)."""
+        feats, lead, chars, n_lead = self._pieces(norm)
+        lo, hi = self.char_ngram_range
+        n_ch = len(chars)
+        for n in range(lo, hi + 1):
+            grams = [chars[i : i + n] for i in range(n_ch - n + 1)]
+            feats.extend(grams)
+            if n_lead >= n:
+                lead.extend(grams[: n_lead - n + 1])
+        return feats, lead
+
+    def _pieces(self, norm: str) -> tuple[list[str], list[str], str, int]:
+        """What a text's features are made of: its word n-grams, its lead's word n-grams (without the lead's
+        prefix), the text without spaces that char n-grams run over, and how many of its characters the lead
+        has."""
         tokens = self._tokenizer().cut(norm)
         feats = self._word_ngrams(tokens)
         lead_chars = self.lead_chars
@@ -110,17 +123,10 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             # a text no longer than the lead is its own lead, and is not segmented twice
             lead = (feats[:] if len(norm) <= lead_chars
                     else self._word_ngrams(self._tokenizer().cut(norm[:lead_chars].strip())))
-        lo, hi = self.char_ngram_range
         # char n-grams run over the text without spaces: web-form debris must not change the features
         chars = norm.replace(" ", "")
-        n_ch = len(chars)
         n_lead = len(norm[:lead_chars].replace(" ", "")) if lead_chars else 0
-        for n in range(lo, hi + 1):
-            grams = [chars[i : i + n] for i in range(n_ch - n + 1)]
-            feats.extend(grams)
-            if n_lead >= n:
-                lead.extend(grams[: n_lead - n + 1])
-        return feats, lead
+        return feats, lead, chars, n_lead
 
     def _word_ngrams(self, tokens: list[str]) -> list[str]:
         feats: list[str] = []
@@ -158,7 +164,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
                         unexplainable: np.ndarray) -> None:
         """The fitted state: feature names in column order, their idf and block, and the columns too rare to
         name in an explanation (``classifier.corpus``)."""
-        self.vocabulary_ = dict(zip(names, range(len(names))))
+        self.vocabulary_ = Vocabulary(names)
         self.idf_ = idf
         # features too rare to name in an explanation (only where min_df < EXPLAIN_MIN_CASES lets them in): an
         # explanation that shows a term seen in one training case tells who was in the training data
@@ -166,7 +172,6 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.block_ = block
         self.is_char_ = self.block_ == 1
         self.n_documents_ = n_documents
-        self.__dict__.pop("_lead_vocab", None)  # a refit vectorizer has new columns
 
     # -- transforming -----------------------------------------------------------------------------------
     def transform(self, raw_documents: Sequence[str]) -> sp.csr_matrix:
@@ -175,8 +180,8 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
         n = len(self.vocabulary_)
-        # each feature straight to its fitted column (unknown ones to the extra column n, dropped below): one
-        # C-level map per text, no per-batch vocabulary to build and remap as fitting needs
+        # each feature straight to its fitted column (unknown ones to the extra column n, dropped below): no
+        # per-batch vocabulary to build and remap as fitting needs
         chunks: list[np.ndarray] = []
         lengths: list[int] = []
         docs = list(raw_documents)
@@ -188,13 +193,8 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def _columns(self, text: str, missing: int) -> np.ndarray:
         """The fitted column of each feature occurrence of one raw text (``missing`` where unknown)."""
-        feats, lead = self._parts(normalize(text, self.normalization))
-        cols = np.fromiter(map(self.vocabulary_.get, feats, repeat(missing)), dtype=np.int32, count=len(feats))
-        if not lead:
-            return cols
-        lead_get = self._lead_vocabulary().get
-        lead_cols = np.fromiter(map(lead_get, lead, repeat(missing)), dtype=np.int32, count=len(lead))
-        return np.concatenate([cols, lead_cols])
+        words, lead, chars, n_lead = self._pieces(normalize(text, self.normalization))
+        return self.vocabulary_.columns(words, lead, chars, n_lead, self.char_ngram_range, missing)
 
     def explainable(self, idx: np.ndarray) -> np.ndarray:
         """Which of the columns ``idx`` an explanation may name: features seen in at least ``min_df`` and at least
@@ -205,48 +205,16 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
             return np.ones(len(idx), dtype=bool)
         return ~np.isin(idx, rare)
 
-    def _lead_vocabulary(self) -> dict[str, int]:
-        """Column of each lead feature by its name without the prefix (derived from the vocabulary once)."""
-        lead = self.__dict__.get("_lead_vocab")
-        if lead is None:
-            k = len(LEAD_PREFIX)
-            lead = {f[k:]: i for f, i in self.vocabulary_.items() if f.startswith(LEAD_PREFIX)}
-            self._lead_vocab = lead
-        return lead
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # object.__getstate__ hands out the live __dict__: copy it
-        state.pop("_lead_vocab", None)  # derived: rebuilt on first use where the model is loaded
-        vocabulary = state.pop("vocabulary_", None)
-        if vocabulary is not None:
-            # one string instead of a dict of a million: unpickling (joblib's pure-Python unpickler) then costs
-            # milliseconds, not seconds.  Normalized text has no line breaks, so no feature contains "\n"
-            names = self._names_in_order(vocabulary)
-            state["_vocabulary_lines"] = "\n".join(names)
-            state["_vocabulary_size"] = len(names)
-        return state
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         lines = state.pop("_vocabulary_lines", None)
         size = state.pop("_vocabulary_size", None)
+        state.pop("_lead_vocab", None)
         super().__setstate__(state)
-        if lines is not None:
-            names = lines.split("\n") if size else []
-            self.vocabulary_ = dict(zip(names, range(len(names))))
-            blocks = state.get("block_")
-            if blocks is not None:  # the lead's columns by their names without the prefix, from the same list
-                k = len(LEAD_PREFIX)
-                self._lead_vocab = {names[i][k:]: i for i in np.flatnonzero(blocks >= 2).tolist()}
-
-    @staticmethod
-    def _names_in_order(vocabulary: dict[str, int]) -> list[str]:
-        names = list(vocabulary)
-        if any(i != j for i, j in zip(vocabulary.values(), range(len(names)))):
-            ordered: list[Any] = [None] * len(names)
-            for f, i in vocabulary.items():
-                ordered[i] = f
-            names = ordered
-        return names
+        if lines is not None:  # pickled with every name in one string (before ``Vocabulary``)
+            self.vocabulary_ = Vocabulary(lines.split("\n") if size else [])
+        elif isinstance(self.__dict__.get("vocabulary_"), dict):  # pickled as a dict (before that)
+            vocabulary = self.__dict__["vocabulary_"]
+            self.vocabulary_ = Vocabulary(_names_in_order(vocabulary))
 
     def _weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Counts to weights for all rows at once: sublinear tf, idf, per-block l2 norm, block weight."""
@@ -317,16 +285,23 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "vocabulary_")
-        names = np.empty(len(self.vocabulary_), dtype=object)
-        for f, i in self.vocabulary_.items():
-            names[i] = f
-        return names
+        return self.vocabulary_.names()
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.string = True
         tags.input_tags.two_d_array = False
         return tags
+
+
+def _names_in_order(vocabulary: dict[str, int]) -> list[str]:
+    names = list(vocabulary)
+    if any(i != j for i, j in zip(vocabulary.values(), range(len(names)))):
+        ordered: list[Any] = [None] * len(names)
+        for f, i in vocabulary.items():
+            ordered[i] = f
+        names = ordered
+    return names
 
 
 def _block_of(feature: str) -> int:

@@ -48,10 +48,12 @@ def planted_models() -> tuple[ComplaintClassifier, ComplaintClassifier]:
 
 
 def _saved_bytes(model: ComplaintClassifier, tmp_path) -> bytes:  # noqa: ANN001
-    """The model as the store holds it, decompressed: what anyone who copies model.joblib can read."""
+    """The model as the store holds it, decompressed, and its feature names (char n-grams are stored as their
+    code points, which anyone who copies model.joblib can read as text): what such a reader learns."""
     store = ModelStore(tmp_path / "models")
     version = save_model(model, store)
-    return pickle.dumps(joblib.load(io.BytesIO((store.path / version / "model.joblib").read_bytes())))
+    loaded = joblib.load(io.BytesIO((store.path / version / "model.joblib").read_bytes()))
+    return pickle.dumps(loaded) + "\n".join(loaded.vectorizer_.get_feature_names_out()).encode("utf-8")
 
 
 def test_a_trained_model_holds_no_callers_name_room_plate_or_card(planted_models, tmp_path):

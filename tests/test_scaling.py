@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,18 +154,6 @@ def test_calibration_folds_come_from_a_sample_over_the_limit():
     assert len(folds) == 3 and len(used) == 300 and len(np.unique(used)) == 300
     assert len(TargetHead(random_state=0)._calibration_folds(y)) == 3  # no limit: every row in some fold
     assert sum(len(t) for _, t in TargetHead(random_state=0)._calibration_folds(y)) == 1000
-
-
-def test_the_vocabulary_pickles_as_one_string_and_comes_back_whole(demo):
-    vec = ComplaintVectorizer(lead_chars=20).fit(demo["text"].tolist()[:300])
-    lead = dict(vec._lead_vocabulary())
-    state = vec.__getstate__()
-    assert "vocabulary_" not in state and isinstance(state["_vocabulary_lines"], str)
-    assert "vocabulary_" in vec.__dict__  # pickling leaves the live object alone
-    back = pickle.loads(pickle.dumps(vec))
-    assert back.vocabulary_ == vec.vocabulary_ and back._lead_vocabulary() == lead
-    text = demo["text"].iloc[400]
-    assert (back.transform([text]) != vec.transform([text])).nnz == 0
 
 
 def test_phases_record_time_and_memory_only_when_asked():

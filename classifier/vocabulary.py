@@ -42,7 +42,8 @@ def _codes(cps: np.ndarray, n: int) -> np.ndarray:
 
 
 def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    # surrogatepass: normalize keeps a lone surrogate (no character, but text a request can carry)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
 
 
 class Vocabulary(Mapping[str, int]):

@@ -50,6 +50,8 @@ from .scores import (
     _sample_weight,
     _softmax,
     _take,
+    combine_views,
+    naive_bayes_view,
 )
 from .text import NORMALIZATION_VERSION, ComplaintTokenizer, is_blank
 from .weights import on_storage_grid, served, stored
@@ -377,7 +379,7 @@ class TargetHead(ClassifierMixin, BaseEstimator):
                  view_names: Sequence[str] = _FUSION_SVM_VIEWS) -> TargetHead:
         """The fused head: the views' (coef, intercept) summed with ``weights`` (SVM views ``view_names``, then
         naive Bayes)."""
-        self.coef_ = sum(w * c for w, (c, _) in zip(weights, views)).astype(np.float32)
+        self.coef_ = combine_views(weights, [c for c, _ in views])
         self.intercept_ = sum(w * b for w, (_, b) in zip(weights, views)).astype(np.float32)
         names = [f"{v}_svm" for v in view_names] + ["nb"]
         self.fusion_weights_ = {name: round(float(w), 6) for name, w in zip(names, weights, strict=True)}
@@ -403,21 +405,22 @@ class TargetHead(ClassifierMixin, BaseEstimator):
             w_held = _take(weight, held)
             svm_views = _svm_views(svms, blocks, X.shape[1], n_classes)
             del svms
-            # one (features x classes) array after another, each freed once used: memory is their size, not
-            # their sum (BENCHMARKS.md, the peak at 400,000 texts)
-            sums = HeadStatistics.empty(statistics.classes, X.shape[1])
-            sums.add(X_held, np.searchsorted(statistics.classes, labels[held]), w_held)
-            held_statistics = statistics.without(sums)
+            # one (features x classes) array after another, each freed once used and built a block of features at
+            # a time: memory is their size, not their sum (BENCHMARKS.md, the peak at 400,000 texts)
+            y_held = np.searchsorted(statistics.classes, labels[held])
+            ones = np.ones(len(held)) if w_held is None else w_held
+            onehot = sp.csr_matrix((ones, (y_held, np.arange(len(held)))), shape=(len(statistics.classes), len(held)))
+            sums = (onehot @ X_held.astype(np.float64), np.bincount(y_held, weights=ones,
+                                                                   minlength=len(statistics.classes)))
+            without = naive_bayes_view(statistics, self.classes_, nb_columns, X.shape[1], held_out=sums)
             del sums
-            without = _nb_view(*_naive_bayes(held_statistics, self.classes_, nb_columns), nb_columns, X.shape[1])
-            del held_statistics
             scores = np.stack([np.asarray(X_held @ c, dtype=np.float64) + b for c, b in [*svm_views, without]],
                               axis=1)
             del without
             weights = _fit_view_weights(scores, np.searchsorted(self.classes_, labels[held]), w_held)
             if not np.any(weights > 0):  # degenerate scores: the plain sum rather than no model
                 weights = np.ones_like(weights)
-            nb = _nb_view(*_naive_bayes(statistics, self.classes_, nb_columns), nb_columns, X.shape[1])
+            nb = naive_bayes_view(statistics, self.classes_, nb_columns, X.shape[1])
             return self._combine(weights, [*svm_views, nb], view_names)
 
     def _calibration_folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -498,8 +501,11 @@ def _svm_views(svms: list, blocks: list, width: int, n_classes: int) -> list[tup
     views = []
     for svm, block in zip(svms, blocks):
         coef_b, icpt = _as_multiclass(svm, n_classes)
-        coef = np.zeros((width, n_classes), dtype=np.float32)
-        coef[block] = coef_b
+        if len(block) == width:  # every column, in order (a streamed head's one view): no second copy
+            coef = coef_b
+        else:
+            coef = np.zeros((width, n_classes), dtype=np.float32)
+            coef[block] = coef_b
         views.append((coef, icpt.astype(np.float64)))
     return views
 

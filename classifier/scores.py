@@ -9,12 +9,13 @@ import math
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize, minimize_scalar
 
 from .errors import TrainingDataError
 from .sampling import HeadStatistics
 
-__all__ = ["NB_ALPHA"]
+__all__ = ["NB_ALPHA", "naive_bayes_view", "combine_views"]
 
 # naive Bayes's smoothing in a fused head
 NB_ALPHA = 0.05
@@ -86,6 +87,55 @@ def _naive_bayes(statistics: HeadStatistics, classes: np.ndarray,
     log_prob = np.log(counts) - np.log(counts.sum(axis=1, keepdims=True))
     class_count = statistics.class_count[order]
     return log_prob.T, np.log(class_count) - np.log(class_count.sum())
+
+
+# features a block of ``naive_bayes_view``'s and ``combine_views``' work: (classes x block) float64 temporaries
+# instead of (classes x features) ones (at 1,000,000 features and 26 classes each of those is 208 MB)
+FEATURE_BLOCK = 1 << 16
+
+
+def naive_bayes_view(statistics: HeadStatistics, classes: np.ndarray, columns: np.ndarray, width: int,
+                     held_out: tuple[sp.csr_matrix, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Naive Bayes over ``columns`` as a linear view (coef as width x classes float32, log-priors): the same
+    arithmetic as ``_nb_view(*_naive_bayes(statistics, classes, columns), columns, width)``, a block of features
+    at a time, so its memory is the float32 result rather than several float64 copies of the counts.
+    ``held_out``: per-class feature sums (statistics.classes x width, sparse) and class weights of rows to leave
+    out (``HeadStatistics.without``'s arithmetic)."""
+    order = np.searchsorted(statistics.classes, classes)
+    columns = np.asarray(columns, dtype=np.int64)
+    held = None if held_out is None else held_out[0].tocsc()[:, columns].tocsr()[order].tocsc()
+
+    def counts(start: int, stop: int) -> np.ndarray:
+        c = statistics.feature_count[np.ix_(order, columns[start:stop])]
+        if held is not None:
+            c = np.maximum(c - held[:, start:stop].toarray(), 0.0)
+        return c + NB_ALPHA
+
+    blocks = [(i, min(i + FEATURE_BLOCK, len(columns))) for i in range(0, len(columns), FEATURE_BLOCK)]
+    totals = np.zeros(len(order))
+    for start, stop in blocks:
+        totals += counts(start, stop).sum(axis=1)
+    log_totals = np.log(totals)[:, None]
+    coef = np.zeros((width, len(order)), dtype=np.float32)
+    for start, stop in blocks:
+        log_prob = np.log(counts(start, stop)) - log_totals
+        # centred per feature: adding the same number to every class changes no probability, and a weight then
+        # says how much the feature favours a class over the average (explanations)
+        coef[columns[start:stop]] = (log_prob - log_prob.mean(axis=0, keepdims=True)).T
+    class_count = statistics.class_count[order]
+    if held_out is not None:
+        class_count = class_count - held_out[1][order]
+    return coef, np.log(class_count) - np.log(class_count.sum())
+
+
+def combine_views(weights: np.ndarray, coefs: list[np.ndarray]) -> np.ndarray:
+    """``sum(w * c for w, c in zip(weights, coefs)).astype(np.float32)``, a block of features at a time."""
+    width = coefs[0].shape[0]
+    out = np.empty(coefs[0].shape, dtype=np.float32)
+    for start in range(0, width, FEATURE_BLOCK):
+        stop = min(start + FEATURE_BLOCK, width)
+        out[start:stop] = sum(w * c[start:stop] for w, c in zip(weights, coefs))
+    return out
 
 
 def _fit_temperature(scores: np.ndarray, truth: np.ndarray, weight: np.ndarray | None = None) -> float:

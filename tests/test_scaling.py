@@ -241,3 +241,37 @@ def test_a_rare_class_keeps_at_least_half_its_rows_in_the_final_views():
     # every sampled row of "a" (30 <= 150), 5 of b's 10, none of c's single row
     assert (labels[held] == "a").sum() == 30 and (labels[held] == "b").sum() == 5 and "c" not in labels[held]
     assert held.tolist() == sorted(held.tolist())
+
+
+def test_naive_bayes_and_the_fused_sum_a_block_of_features_at_a_time_equal_the_whole_matrix_arithmetic(monkeypatch):
+    """The held-out fusion's views are built in blocks (memory at 400,000 texts): the same numbers as before."""
+    import scipy.sparse as sp
+
+    from classifier import scores
+    from classifier.model import _nb_view
+
+    monkeypatch.setattr(scores, "FEATURE_BLOCK", 1000)
+    rng = np.random.default_rng(0)
+    classes = np.array(["a", "b", "c", "d"])
+    X = sp.random(600, 5000, density=0.01, format="csr", random_state=0, dtype=np.float32)
+    y = rng.integers(0, 4, 600)
+    stats = HeadStatistics.empty(classes, 5000)
+    stats.add(X, y)
+    columns = np.sort(rng.choice(5000, 4200, replace=False))
+    expected = _nb_view(*_naive_bayes(stats, classes[::-1], columns), columns, 5000)
+    got = scores.naive_bayes_view(stats, classes[::-1], columns, 5000)
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got[1], expected[1])
+    held = np.arange(100)
+    sums = HeadStatistics.empty(classes, 5000)
+    sums.add(X[held], y[held])
+    expected = _nb_view(*_naive_bayes(stats.without(sums), classes, columns), columns, 5000)
+    onehot = sp.csr_matrix((np.ones(100), (y[held], held)), shape=(4, 100))
+    got = scores.naive_bayes_view(stats, classes, columns, 5000,
+                                  held_out=(onehot @ X[held].astype(np.float64), np.bincount(y[held], minlength=4)))
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12)
+    coefs = [rng.normal(size=(5000, 4)).astype(np.float32) for _ in range(3)]
+    weights = np.array([0.5, 2.0, 0.0])
+    np.testing.assert_array_equal(scores.combine_views(weights, coefs),
+                                  sum(w * c for w, c in zip(weights, coefs)).astype(np.float32))

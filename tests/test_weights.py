@@ -15,7 +15,7 @@ import classifier.model
 from classifier.config import TrainingConfig
 from classifier.model import ComplaintClassifier, TargetHead
 from classifier.store import ModelStore
-from classifier.weights import on_storage_grid, served, stored
+from classifier.weights import FORMAT, on_storage_grid, served, stored
 from training.demo import DEMO_CORPUS
 from training.train import save_model
 
@@ -48,7 +48,11 @@ def test_fitted_weights_are_float32_on_float16s_grid_and_pickle_as_float16(model
         assert head.coef_.dtype == np.float32
         np.testing.assert_array_equal(head.coef_.astype(np.float16).astype(np.float32), head.coef_)
         state = head.__getstate__()
-        assert state["coef_"].dtype == np.float16 and state["intercept_"].dtype == np.float32
+        compact = state["coef_"]  # the non-zero weights' two bytes apart, and a bit per weight saying which
+        assert compact["format"] == FORMAT and tuple(compact["shape"]) == head.coef_.shape
+        nonzero = int(np.count_nonzero(head.coef_))
+        assert len(compact["low_bytes"]) == len(compact["high_bytes"]) == nonzero < head.coef_.size
+        assert compact["nonzero"].nbytes == -(-head.coef_.size // 8) and state["intercept_"].dtype == np.float32
         assert head.coef_.dtype == np.float32  # pickling leaves the live head alone
     assert model.heads_["category"].describe()["kind"] == "fused"
     assert model.heads_["agency"].describe()["kind"] == "svm"
@@ -61,7 +65,7 @@ def test_the_store_holds_float16_weights_and_the_file_is_smaller(model, tmp_path
     # read the file's arrays without TargetHead.__setstate__: what is on disk
     monkeypatch.setattr(TargetHead, "__setstate__", lambda self, state: self.__dict__.update(state))
     raw = joblib.load(path)
-    assert raw.heads_["category"].coef_.dtype == np.float16
+    assert raw.heads_["category"].coef_["format"] == FORMAT
     monkeypatch.undo()
     monkeypatch.setattr(classifier.model, "stored", lambda coef: coef)  # as saved before: float32
     wide = ModelStore(tmp_path / "wide")
@@ -102,6 +106,10 @@ def test_weights_off_the_grid_or_out_of_range_are_stored_as_they_are():
     assert stored(big) is big and np.array_equal(on_storage_grid(big)[0], [1e6, -1.0])
     assert stored(np.array([[np.nan]], dtype=np.float32)).dtype == np.float32
     assert served(old) is old and served(None) is None
+    on_grid = on_storage_grid(np.array([[0.0, -0.0, 1e-9, 3.14159], [65504.0, -2.5, 0.0, 1e-5]], dtype=np.float32))
+    back = served(pickle.loads(pickle.dumps(stored(on_grid))))
+    assert back.dtype == np.float32 and np.array_equal(back, on_grid)
+    assert served(on_grid.astype(np.float16)).dtype == np.float32  # a plain float16 array reads too
     head = TargetHead()
     head.classes_ = np.array(["a", "b", "c"])
     head.coef_, head.intercept_, head.temperature_ = old, np.zeros(3, dtype=np.float32), 1.0

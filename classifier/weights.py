@@ -15,8 +15,9 @@ dense float16 through joblib's zlib, 18.2 MB this way).
 
 Rounding to float16 moves a weight by at most 2^-11 of itself (weights under 6e-5, whose pushes no prediction
 notices, keep less); on the scaling benchmark's real test set (12,528 texts) it changed 0-1 predicted labels and
-no probability by more than 6e-4 at 25,000-1,000,000 texts.  int8 with a scale per feature changed 2-4 labels and
-probabilities by up to 0.007, with one scale per class 14-35 labels and up to 0.096 (BENCHMARKS.md).
+no probability by more than 6e-4 at 25,000-1,000,000 texts.  int8 with a scale per feature changed 2-6 labels and
+probabilities by up to 0.009, with one scale per class 14-35 labels and up to 0.096 (``benchmarks/weight_storage.py``,
+BENCHMARKS.md).
 
 Weights that are not on the grid (a head pickled before this, or one whose weights were changed by hand) and
 weights beyond float16's range are stored as float32, as they are: saving never changes a model.

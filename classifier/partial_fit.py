@@ -196,7 +196,7 @@ def fit_views_on_chunks(chunks: ChunkStore, class_index: np.ndarray, classes: np
             pool.shutdown()
     for model, taker in zip(models, takers or []):
         assert taker.scale is not None
-        model.coef_ = model.coef_ * taker.scale  # weights of the unscaled features
+        model.coef_ *= taker.scale  # weights of the unscaled features (in place: no second classes x features copy)
     return models
 
 
@@ -230,7 +230,7 @@ class FinalViews:
         scale = feature_scales(self.squares, self.rows, columns, self.allowed)
         model = sgd_view(self.C, X.shape[0], self.class_weight, self.seed, 1, epochs_for(X.shape[0], self.epochs))
         model.fit(sp.csr_matrix(X, dtype=np.float64) @ sp.diags(scale, format="csr"), labels, sample_weight=weight)
-        model.coef_ = model.coef_ * scale
+        model.coef_ *= scale
         return model
 
     def __call__(self, views: Sequence[np.ndarray], held_out: np.ndarray | None = None) -> list[SGDClassifier]:

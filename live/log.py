@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from classifier.errors import CorrectionError, DecisionLogError, UnknownCaseError
 from classifier.text import mask_pii
@@ -55,6 +55,11 @@ _DECISION_KEYS = ("id", "case_id", "request_id", "created_at", "model_version", 
 _PREDICTION_KEYS = ("decision_id", "case_id", "created_at", "model_version", "target", "label", "score",
                     "needs_review")
 _CHUNK = 500  # rows per IN (...) lookup: under SQLite's and PostgreSQL's parameter limits
+
+
+def _new_id_run() -> int:
+    """Where a log's run of decision ids starts: random, with 2^62 ids of room below the 63-bit limit."""
+    return secrets.randbits(62)
 
 
 def utc_now() -> datetime:
@@ -136,6 +141,7 @@ class DecisionLog:
         self.url = url
         self.store_texts = store_texts
         self.engine: Engine = open_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=busy_timeout_s)
+        self._next_id = _new_id_run()
         self._insert_sql: dict[tuple[str, tuple[str, ...]], tuple[str, Any, list[int] | None]] = {}
         if migrate_schema:
             migrate(self.engine)
@@ -157,9 +163,20 @@ class DecisionLog:
 
         The rows go to the driver's ``executemany`` as they are (no per-row SQLAlchemy processing: a decision
         costs the writer thread about a tenth of what it did through ``Connection.execute``), and each decision
-        gets a random 63-bit id, so no ``RETURNING`` round trip is needed and replicas never collide."""
+        gets its id from this log's own run of ids (``_next_ids``), so no ``RETURNING`` round trip is needed.
+        A run starts at a random 62-bit number, so replicas writing one log keep apart; within it ids are
+        consecutive, so a batch's rows land on the last pages of the table and its indexes instead of a random
+        page each (random ids made each commit write a page per decision once the log outgrew the cache:
+        BENCHMARKS.md, issue 13).  Should two runs ever meet, the batch is retried once on a new run."""
         if not batch:
             return 0
+        try:
+            return self._write_decisions(batch)
+        except IntegrityError:  # another replica's run of ids: start a new one (nothing of the batch was kept)
+            self._next_id = _new_id_run()
+            return self._write_decisions(batch)
+
+    def _write_decisions(self, batch: Sequence[Decision]) -> int:
         when = self._datetime_processor()
         texts = self.store_texts
         dec_rows: list[tuple[Any, ...]] = []
@@ -167,7 +184,8 @@ class DecisionLog:
         for i, d in enumerate(batch):
             if i % 32 == 31:
                 time.sleep(0)  # give the GIL to a waiting request thread (live.writer.YIELD_EVERY)
-            decision_id = secrets.randbits(63)
+            decision_id = self._next_id
+            self._next_id += 1
             case_id = d.case_id[:MAX_CASE_ID]
             created = when(d.created_at)
             version = d.model_version
@@ -180,6 +198,8 @@ class DecisionLog:
                 self._executemany(conn, decisions, _DECISION_KEYS, dec_rows)
                 if pred_rows:
                     self._executemany(conn, predictions, _PREDICTION_KEYS, pred_rows)
+        except IntegrityError:
+            raise
         except SQLAlchemyError as exc:
             raise self._fail("write to", exc) from None
         return len(batch)

@@ -163,7 +163,7 @@ class DecisionLog:
 
         The rows go to the driver's ``executemany`` as they are (no per-row SQLAlchemy processing: a decision
         costs the writer thread about a tenth of what it did through ``Connection.execute``), and each decision
-        gets its id from this log's own run of ids (``_next_ids``), so no ``RETURNING`` round trip is needed.
+        gets its id from this log's own run of ids (``_next_id``), so no ``RETURNING`` round trip is needed.
         A run starts at a random 62-bit number, so replicas writing one log keep apart; within it ids are
         consecutive, so a batch's rows land on the last pages of the table and its indexes instead of a random
         page each (random ids made each commit write a page per decision once the log outgrew the cache:
@@ -174,7 +174,10 @@ class DecisionLog:
             return self._write_decisions(batch)
         except IntegrityError:  # another replica's run of ids: start a new one (nothing of the batch was kept)
             self._next_id = _new_id_run()
+        try:
             return self._write_decisions(batch)
+        except IntegrityError as exc:
+            raise self._fail("write to", exc) from None
 
     def _write_decisions(self, batch: Sequence[Decision]) -> int:
         when = self._datetime_processor()

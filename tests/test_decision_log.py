@@ -71,6 +71,25 @@ def test_a_large_batch_is_written_whole_in_several_statements(dlog):
     assert sum(label == "大武口区住建局" for label, _ in by_case.values()) == 50
 
 
+def test_ids_run_consecutively_and_two_replicas_whose_runs_meet_lose_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    one, two = DecisionLog(url), DecisionLog(url)
+    assert one._next_id != two._next_id  # each replica starts its own run at random
+    start = one._next_id
+    assert one.write_decisions([decision(f"one-{i}") for i in range(5)]) == 5
+    two._next_id = start + 2  # the other replica's run meets this one's ids: a primary-key clash, retried
+    assert two.write_decisions([decision(f"two-{i}") for i in range(5)]) == 5
+    assert two._next_id != start + 7  # it moved to a new run
+    with one.engine.connect() as conn:
+        ids = dict(conn.exec_driver_sql("SELECT case_id, id FROM decisions").all())
+        linked = conn.exec_driver_sql("SELECT count(*) FROM predictions p JOIN decisions d ON d.id = p.decision_id "
+                                      "AND d.case_id = p.case_id").scalar_one()
+    assert [ids[f"one-{i}"] for i in range(5)] == list(range(start, start + 5))  # consecutive: appended
+    assert len(ids) == 10 and linked == 20  # every decision once, each prediction under its own decision
+    one.close()
+    two.close()
+
+
 def test_corrections_are_idempotent_replaced_with_history_and_final_by_time(dlog):
     dlog.write_decisions([decision("A-1"), decision("A-2")])
     first = dlog.add_corrections([Correction("A-1", {"agency": "大武口区住建局"}, "dispatcher",

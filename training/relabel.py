@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from classifier.errors import ConfigError
+from classifier.errors import ConfigError, DataFormatError
 
 __all__ = ["parse_relabel", "read_relabel_file", "resolve", "relabel", "describe", "RELABEL_COLUMNS"]
 
@@ -48,19 +48,16 @@ def parse_relabel(specs: list[str] | None, default_target: str = "agency") -> di
 
 
 def read_relabel_file(path: str | Path, default_target: str = "agency") -> dict[str, dict[str, str]]:
-    """A CSV (UTF-8, with or without BOM, or GBK) with columns ``old,new`` and optionally ``target``."""
+    """A CSV (UTF-8, with or without BOM, or GBK) or XLSX with columns ``old,new`` and optionally ``target``."""
+    from .data import read_table  # CSV in UTF-8 or GBK, detected; XLSX; the project's one reader
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"relabel file not found: {path}")
-    frame = None
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    if frame is None:
-        raise ConfigError(f"relabel file {path}: neither UTF-8 nor GBK text")
+    try:
+        frame = read_table(path).fillna("")
+    except DataFormatError as exc:
+        raise ConfigError(f"relabel file {path}: {exc}") from None
     missing = [c for c in ("old", "new") if c not in frame.columns]
     if missing:
         raise ConfigError(f"relabel file {path} needs the columns target (optional), old, new; missing {missing}; "

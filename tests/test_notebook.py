@@ -102,7 +102,7 @@ def test_retrain_notebook_on_the_demo(demo_store, tmp_path):
     assert "Validation report" in out and f"rows read: {rows}" in out
     assert "agency routing: 575 agencies in the directory" in out
     assert "measuring:" not in out and f"fitting the model on all {rows:,} rows" in out  # progress lines
-    assert f"comparing on {held} cases neither model learned from" in out
+    assert f"comparing on {held - _chance_matches(out)} cases neither model learned from" in out
     candidate = _common_checks(out, html, size, ModelStore(store_dir), before, report_dir)
     assert "Routing: why agencies were missed" in (report_dir / "report.html").read_text(encoding="utf-8")
     assert re.search(r"category: \d+ misrouted, \d+ disputed labels to re-check", out)
@@ -126,6 +126,16 @@ def test_retrain_notebook_on_the_demo(demo_store, tmp_path):
         assert store.current() == loop_version and store.history()[-1] == loop_version
     else:
         assert re.search(r"kept \S+\ncurrent version: ", out) and loop_version not in store.history()
+
+
+def _chance_matches(out: str) -> int:
+    """Held-out cases a row fingerprint matched by chance (a Bloom filter with a random salt: about 1 case in
+    10,000 per model), which step 4 leaves out and says so just before its count: none of them was learned."""
+    before = out.split(" cases neither model learned from")[0].splitlines()[:-1]  # step 4's notes end here
+    notes = []
+    while before and before[-1].startswith("left out "):
+        notes.append(before.pop())
+    return sum(int(re.match(r"left out ([\d,]+)", n).group(1).replace(",", "")) for n in notes)
 
 
 def _qingdao_shaped(tmp_path: Path) -> tuple[Path, str]:
@@ -177,7 +187,7 @@ def test_retrain_notebook_on_a_city_export(tmp_path):
     assert "agency routing: none (flat model)" in out
     store = ModelStore(store_dir)
     first = store.history()[0]
-    assert f"comparing on {held} cases neither model learned from" in out
+    assert f"comparing on {held - _chance_matches(out)} cases neither model learned from" in out
     _common_checks(out, html, size, store, first, report_dir)
     assert "this section needs the service's log (DECISION_LOG); skipped" in out  # a store without a decision log
     curve = _text(_cell(code, "learning_curve("))

@@ -201,11 +201,13 @@ def run_system(stream: Stream, system: System, initial_model: Any, work: Path, s
     for k, (month, frame) in enumerate(stream.months):
         t0 = time.perf_counter()
         texts = frame["text"].astype(str).tolist()
+        coverage: list[tuple[int, int]] = []
         records = [prediction_record(r, stream.targets, default_threshold=model.review_threshold)
-                   for r in model.predict_details(texts, top_k=1)]
+                   for r in model.predict_details(texts, top_k=1, coverage=coverage)]
         writer.record([Pending(Decision.from_prediction(rec, case_id=cid, request_id=cid, model_version=version,
-                                                        created_at=when), text=text, model=model)
-                       for rec, cid, when, text in zip(records, frame["case_id"], frame["when"], texts, strict=True)])
+                                                        created_at=when), text=text, tokens=n)
+                       for rec, cid, when, text, n in zip(records, frame["case_id"], frame["when"], texts, coverage,
+                                                          strict=True)])
         if not writer.flush(60):
             raise RuntimeError(f"{stream.name} {system.name} {month}: the decision log did not take the decisions")
         start, end = _month_window(frame)

@@ -101,7 +101,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
     def _parts(self, norm: str) -> tuple[list[str], list[str]]:
         """The text's features, and its lead's without their prefix (the lead's char n-grams are the same
         string objects as the text's first ones)."""
-        feats, lead, chars, n_lead = self._pieces(norm)
+        feats, lead, chars, n_lead, _ = self._pieces(norm)
         lo, hi = self.char_ngram_range
         n_ch = len(chars)
         for n in range(lo, hi + 1):
@@ -111,10 +111,10 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
                 lead.extend(grams[: n_lead - n + 1])
         return feats, lead
 
-    def _pieces(self, norm: str) -> tuple[list[str], list[str], str, int]:
+    def _pieces(self, norm: str) -> tuple[list[str], list[str], str, int, list[str]]:
         """What a text's features are made of: its word n-grams, its lead's word n-grams (without the lead's
-        prefix), the text without spaces that char n-grams run over, and how many of its characters the lead
-        has."""
+        prefix), the text without spaces that char n-grams run over, how many of its characters the lead
+        has, and its tokens."""
         tokens = self._tokenizer().cut(norm)
         feats = self._word_ngrams(tokens)
         lead_chars = self.lead_chars
@@ -126,7 +126,7 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         # char n-grams run over the text without spaces: web-form debris must not change the features
         chars = norm.replace(" ", "")
         n_lead = len(norm[:lead_chars].replace(" ", "")) if lead_chars else 0
-        return feats, lead, chars, n_lead
+        return feats, lead, chars, n_lead, tokens
 
     def _word_ngrams(self, tokens: list[str]) -> list[str]:
         feats: list[str] = []
@@ -174,9 +174,10 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         self.n_documents_ = n_documents
 
     # -- transforming -----------------------------------------------------------------------------------
-    def transform(self, raw_documents: Sequence[str]) -> sp.csr_matrix:
+    def transform(self, raw_documents: Sequence[str], coverage: list[tuple[int, int]] | None = None) -> sp.csr_matrix:
         """Features of texts for a fitted vectorizer.  Always in this process: ``n_jobs`` parallelizes fitting
-        only, so a served model never starts a process pool inside a server worker."""
+        only, so a served model never starts a process pool inside a server worker.  ``coverage``: a list to
+        which each text's (tokens, tokens not in the vocabulary) is appended (``_columns``)."""
         check_is_fitted(self, "vocabulary_")
         _check_documents(raw_documents)
         n = len(self.vocabulary_)
@@ -186,15 +187,27 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
         lengths: list[int] = []
         docs = list(raw_documents)
         for t in _progress(docs, len(docs), "featurizing", self.progress, unit="text"):
-            cols = self._columns(t, missing=n)
+            cols = self._columns(t, missing=n, coverage=coverage)
             chunks.append(cols)
             lengths.append(len(cols))
         return self._weight(_count_matrix(chunks, lengths, n + 1)[:, :n])
 
-    def _columns(self, text: str, missing: int) -> np.ndarray:
-        """The fitted column of each feature occurrence of one raw text (``missing`` where unknown)."""
-        words, lead, chars, n_lead = self._pieces(normalize(text, self.normalization))
-        return self.vocabulary_.columns(words, lead, chars, n_lead, self.char_ngram_range, missing)
+    def _columns(self, text: str, missing: int, coverage: list[tuple[int, int]] | None = None) -> np.ndarray:
+        """The fitted column of each feature occurrence of one raw text (``missing`` where unknown).
+
+        ``coverage``: a list to which the text's (tokens, tokens the vocabulary does not have) is appended, read
+        off this segmentation (the decision log's drift signal, ``live.drift``): the unigram columns are the
+        first of the word features', so with unigrams in the vocabulary it costs one comparison per token."""
+        words, lead, chars, n_lead, tokens = self._pieces(normalize(text, self.normalization))
+        cols = self.vocabulary_.columns(words, lead, chars, n_lead, self.char_ngram_range, missing)
+        if coverage is not None:
+            n_tok = len(tokens)
+            if self.word_ngram_range[0] == 1:
+                unseen = int(np.count_nonzero(cols[:n_tok] == missing))
+            else:  # unigrams are not features: none of the tokens is in the vocabulary as a word
+                unseen = sum(WORD_PREFIX + t not in self.vocabulary_ for t in tokens)
+            coverage.append((n_tok, unseen))
+        return cols
 
     def explainable(self, idx: np.ndarray) -> np.ndarray:
         """Which of the columns ``idx`` an explanation may name: features seen in at least ``min_df`` and at least
@@ -277,11 +290,13 @@ class ComplaintVectorizer(TransformerMixin, BaseEstimator):
                 val[block] *= weight / norm
         return idx.astype(np.int32), val.astype(np.float32)
 
-    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Sparse features of one raw text as (indices, values): the fast path for a single request."""
+    def transform_one(self, text: str,
+                      coverage: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse features of one raw text as (indices, values): the fast path for a single request
+        (``coverage`` as in ``transform``)."""
         if "vocabulary_" not in self.__dict__:
             check_is_fitted(self, "vocabulary_")
-        return self._row(self._columns(text, missing=-1))
+        return self._row(self._columns(text, missing=-1, coverage=coverage))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "vocabulary_")

@@ -736,23 +736,26 @@ class ComplaintClassifier(BaseEstimator):
         explain: bool = False,
         thresholds: Mapping[str, float] | None = None,
         places: Sequence[str | None] | None = None,
+        coverage: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
         """One result per text: under each target ``{"label", "score", "alternatives"}``, and ``needs_review``.
 
         ``alternatives`` are the ``top_k`` best labels with their probabilities, best first (the first is the
         label itself).  ``needs_review`` is true when any target's score is under its threshold.  ``places``
-        (hints of where each case is) need a routing model: this one refuses them.
+        (hints of where each case is) need a routing model: this one refuses them.  ``coverage``: a list to
+        which each text's (tokens, tokens the model never saw in training) is appended, from the segmentation
+        the prediction made (the decision log's drift signal; ``live.drift.token_coverage`` is the same count).
         """
         names = self._targets(targets)
         _check_top_k(top_k)
         texts = check_texts(texts, self.max_text_length)
         _refuse_places(places, len(texts))
         if len(texts) == 1:
-            idx, val = self.vectorizer_.transform_one(texts[0])
+            idx, val = self.vectorizer_.transform_one(texts[0], coverage=coverage)
             probas = {t: self.heads_[t].proba_one(idx, val)[None, :] for t in names}
             rows = [(idx, val)]
         else:
-            X = self.vectorizer_.transform(texts)
+            X = self.vectorizer_.transform(texts, coverage=coverage)
             probas = {t: self.heads_[t].predict_proba(X) for t in names}
             rows = [(X.indices[X.indptr[i] : X.indptr[i + 1]], X.data[X.indptr[i] : X.indptr[i + 1]])
                     for i in range(X.shape[0])] if explain else []

@@ -378,6 +378,7 @@ class RoutedClassifier(ComplaintClassifier):
         explain: bool = False,
         thresholds: Mapping[str, float] | None = None,
         places: Sequence[str | None] | None = None,
+        coverage: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Any]]:
         """As ``ComplaintClassifier.predict_details``, with the agency routed and a ``"routing"`` entry:
         ``{"path": "directory" | "flat", "place": {...}, "function": {"label", "score"}, "reason"}``.
@@ -394,15 +395,15 @@ class RoutedClassifier(ComplaintClassifier):
                 check_places(places, len(texts))
                 places = None
             return super().predict_details(texts, top_k=top_k, targets=targets, explain=explain,
-                                           thresholds=thresholds, places=places)
+                                           thresholds=thresholds, places=places, coverage=coverage)
         _check_top_k(top_k)
         texts = check_texts(texts, self.max_text_length)
         hints = check_places(places, len(texts))
         if len(texts) == 1:
-            idx, val = self.vectorizer_.transform_one(texts[0])
+            idx, val = self.vectorizer_.transform_one(texts[0], coverage=coverage)
             X = sp.csr_matrix((val, idx, np.array([0, len(idx)])), shape=(1, len(self.vectorizer_.vocabulary_)))
         else:
-            X = self.vectorizer_.transform(texts)
+            X = self.vectorizer_.transform(texts, coverage=coverage)
         pc, pf = self._joint(X)
         probas = {t: pc if t == CATEGORY and pc is not None else self.heads_[t].predict_proba(X)
                   for t in names if t != AGENCY}

@@ -7,9 +7,10 @@ the database is slow or down the records stay pending and the thread retries wit
 are given up and counted as lost: memory stays bounded and no record disappears without being counted.
 ``close`` flushes what is buffered (the service's shutdown) within a deadline, counting what it could not.
 
-The drift signal "share of the text's tokens the model never saw" is measured here, in the thread, on a sample
-of the decisions (``drift_sample``): the request path never segments a text twice.  The raw text waits in
-memory only until then; the log stores it only masked and only when asked (``DecisionLog.store_texts``).
+The drift signal "share of the text's tokens the model never saw" is counted by the prediction itself, from its
+own segmentation (``predict_details(coverage=...)``: no text is segmented twice, no tokenizer runs in this
+thread); the thread keeps the counts of a sample of the decisions (``drift_sample``).  A raw text reaches the
+thread only when the log stores texts (``DecisionLog.store_texts``), which it masks here and then forgets.
 """
 
 from __future__ import annotations
@@ -21,14 +22,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from classifier.errors import DecisionLogError
 from classifier.text import mask_pii
-from live.drift import token_coverage
 from live.log import Decision, DecisionLog
 
-# the thread gives the GIL up after this many decisions of Python work (drift sample, masking, building rows):
+# the thread gives the GIL up after this many decisions of Python work (masking, building rows):
 # otherwise a request thread waiting for it can wait out the interpreter's whole switch interval (5 ms), which
 # showed as +4 ms on the service's p99 with the log on (BENCHMARKS.md, issue 13)
 YIELD_EVERY = 16
@@ -43,8 +42,8 @@ class Pending:
     """A decision waiting to be written, with what the thread needs to finish it (then dropped)."""
 
     decision: Decision
-    text: str | None = None  # raw: for the drift sample and the masked copy; never written as is
-    model: Any = None
+    text: str | None = None  # raw, for the masked copy (when the log stores texts); never written as is
+    tokens: tuple[int, int] | None = None  # (tokens, unseen tokens) from the prediction, for the drift sample
 
 
 @dataclass
@@ -179,18 +178,15 @@ class DecisionWriter:
 
     def _finish(self, p: Pending) -> None:
         """Drift sample and masked text, then forget the raw text."""
-        if p.text is None:
-            return
-        self._seen += 1
-        if p.model is not None and self.drift_every and self._seen % self.drift_every == 0:
-            try:
-                p.decision.n_tokens, p.decision.n_unseen = token_coverage(p.model, p.text)
-            except Exception:  # drift is a signal, never a reason to lose the decision
-                pass
-        if self.log.store_texts and p.decision.text is None:
-            p.decision.text = mask_pii(p.text)
-        p.text = None
-        p.model = None
+        if p.tokens is not None:
+            self._seen += 1
+            if self.drift_every and self._seen % self.drift_every == 0:
+                p.decision.n_tokens, p.decision.n_unseen = p.tokens
+            p.tokens = None
+        if p.text is not None:
+            if self.log.store_texts and p.decision.text is None:
+                p.decision.text = mask_pii(p.text)
+            p.text = None
 
     def _maybe_purge(self) -> None:
         if self.text_retention is None or not self.log.store_texts:

@@ -26,7 +26,15 @@ from service.loading import LoadedModel, ModelHolder, load_model, routing_info
 from service.metrics import ServiceMetrics
 from service.middleware import RequestLog
 from service.model_info import head_info, scalar_metrics
-from service.predicting import Coalescer, check_unique_ids, json_response, label_counts, predict_isolated, text_problem
+from service.predicting import (
+    Coalescer,
+    Coverage,
+    check_unique_ids,
+    json_response,
+    label_counts,
+    predict_isolated,
+    text_problem,
+)
 from service.quality import QualityRefresher, quality_router
 from service.schemas import (
     AUTH_ERRORS,
@@ -138,14 +146,16 @@ def create_app(
         if problem is not None:
             raise HTTPException(422, detail=f"text {problem[1]}")
         place = body.place if body.place is not None else current.default_place
-        result = await coalescer.predict(current, body.text, place, body.top_k, body.targets, body.explain)
+        coverage: list[Coverage] | None = [] if recorder is not None and recorder.counts_drift else None
+        result = await coalescer.predict(current, body.text, place, body.top_k, body.targets, body.explain,
+                                         coverage)
         warnings = hint_warnings(current.model, body.place)
         if warnings is not None:
             result = {**result, "warnings": warnings}
         metrics.observe_predictions([result])
         if recorder is not None:
             recorder.record(current, [result], [body.case_id or info["request_id"]], info["request_id"],
-                            [body.text])
+                            [body.text], coverage)
         info["labels"] = {t: e["label"] for t, e in result["targets"].items()}
         info["needs_review"] = result["needs_review"]
         return json_response(PredictResponse.model_validate(
@@ -177,10 +187,11 @@ def create_app(
                 results[i]["error"] = {"type": problem[0], "message": f"item {it.id!r}: text {problem[1]}"}
         if good:
             places = [items[i].place if items[i].place is not None else current.default_place for i in good]
+            coverage: list[Coverage] | None = [] if recorder is not None and recorder.counts_drift else None
             predictions = predict_isolated(current, [items[i].text for i in good], places, body.top_k,
-                                            body.targets, body.explain)
-            ok, ok_items = [], []
-            for i, p in zip(good, predictions, strict=True):
+                                           body.targets, body.explain, coverage)
+            ok, ok_items, ok_coverage = [], [], []
+            for k, (i, p) in enumerate(zip(good, predictions, strict=True)):
                 if isinstance(p, ItemError):
                     results[i]["error"] = {"type": p.type, "message": f"item {items[i].id!r}: {p.message}"}
                 else:
@@ -188,11 +199,12 @@ def create_app(
                     results[i]["prediction"] = p if warnings is None else {**p, "warnings": warnings}
                     ok.append(p)
                     ok_items.append(items[i])
+                    ok_coverage.append(coverage[k] if coverage else None)
             metrics.observe_predictions(ok)
             if recorder is not None:
                 rid = info["request_id"]
                 recorder.record(current, ok, [it.case_id or f"{rid}:{it.id}" for it in ok_items], rid,
-                                [it.text for it in ok_items])
+                                [it.text for it in ok_items], ok_coverage)
             info["labels"] = label_counts(ok)
         failed = sum(r["error"] is not None for r in results)
         info["failed"] = failed

@@ -22,6 +22,7 @@ from live.log import Correction, CorrectionError, CorrectionResult, Decision, De
 from live.writer import DecisionWriter, Pending
 from service.loading import LoadedModel
 from service.metrics import ServiceMetrics
+from service.predicting import Coverage
 from service.settings import ServiceSettings
 
 __all__ = ["DecisionRecorder"]
@@ -79,13 +80,24 @@ class DecisionRecorder:
             self.log.close()
 
     # -- decisions ------------------------------------------------------------------------------------------
+    @property
+    def counts_drift(self) -> bool:
+        """Predictions should count their unseen tokens for the log (``decision_log_drift_sample`` > 0)."""
+        return self.writer is not None and self.writer.drift_every > 0
+
     def record(self, current: LoadedModel, results: Sequence[Mapping[str, Any]], case_ids: Sequence[str],
-               request_id: str, texts: Sequence[str]) -> None:
+               request_id: str, texts: Sequence[str], coverage: Sequence[Coverage] | None = None) -> None:
+        """Queue the decisions of one request; ``coverage``: each text's token counts from its prediction
+        (``service.predicting.predict_records``), kept for the writer's drift sample.  The raw text goes to the
+        writer only when the log stores texts (masked there, off the request path)."""
         if self.writer is None:
             return
+        keep_texts = self.log is not None and self.log.store_texts
+        counts = coverage if coverage is not None and len(coverage) == len(results) else [None] * len(results)
         pending = [Pending(Decision.from_prediction(r, case_id=c, request_id=request_id,
-                                                    model_version=current.version), text=t, model=current.model)
-                   for r, c, t in zip(results, case_ids, texts, strict=True)]
+                                                    model_version=current.version),
+                           text=t if keep_texts else None, tokens=n)
+                   for r, c, t, n in zip(results, case_ids, texts, counts, strict=True)]
         self.writer.record(pending)
         self.metrics.decisions_pending.set(self.writer.stats.pending)
 

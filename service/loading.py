@@ -1,6 +1,7 @@
 """The serving model: load, verify and warm a store version; the holder that swaps it on reload."""
 
 import gc
+import inspect
 import json
 import logging
 import os
@@ -30,6 +31,12 @@ class LoadedModel:
     max_text_length: int
     loaded_at: float = field(default_factory=time.time)
     default_place: str | None = None  # HOTLINE_DEFAULT_PLACE, checked against this model's directory
+    # the model's predict_details counts each text's unseen tokens (``coverage``): a model or wrapper written
+    # before that is served as before, without the drift signal
+    counts_tokens: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts_tokens", _accepts(self.model.predict_details, "coverage"))
 
 
 def load_model(settings: ServiceSettings, store: ModelStore | None = None, version: str | None = None) -> LoadedModel:
@@ -62,6 +69,15 @@ def load_model(settings: ServiceSettings, store: ModelStore | None = None, versi
         max_text_length=min(settings.max_text_length, int(model.max_text_length)),
         default_place=default_place,
     )
+
+
+def _accepts(function: Any, name: str) -> bool:
+    """``function`` takes the keyword argument ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def routing_info(model: Any) -> dict[str, Any] | None:

@@ -63,11 +63,22 @@ class Refused(HTTPException):
         self.kind = kind
 
 
+# what a text's drift count is: (its tokens, those the model never saw in training), or None when not counted
+Coverage = tuple[int, int] | None
+
+
 def predict_records(current: LoadedModel, texts: list[str], places: list[str | None], top_k: int,
-             targets: list[str] | None, explain: bool) -> list[dict[str, Any]]:
-    """The model's results as response dicts; a bad request (unknown target, ...) becomes a 422."""
+                    targets: list[str] | None, explain: bool,
+                    coverage: list[Coverage] | None = None) -> list[dict[str, Any]]:
+    """The model's results as response dicts; a bad request (unknown target, ...) becomes a 422.
+
+    ``coverage``: a list to which each text's token counts are appended (the decision log's drift signal, read
+    off the prediction's own segmentation); None for each when the model does not count them."""
     # ``places`` only when a request has one: a model (or wrapper) written before place hints keeps working
-    hints = {"places": places} if any(p is not None for p in places) else {}
+    hints: dict[str, Any] = {"places": places} if any(p is not None for p in places) else {}
+    counted: list[Coverage] = []
+    if coverage is not None and current.counts_tokens:
+        hints["coverage"] = counted
     try:
         raw = current.model.predict_details(texts, top_k=top_k, targets=targets, explain=explain,
                                             thresholds=current.thresholds, **hints)
@@ -78,25 +89,39 @@ def predict_records(current: LoadedModel, texts: list[str], places: list[str | N
     except ComplaintInputError as exc:
         raise Refused(str(exc), "invalid_text") from None
     names = targets if targets is not None else list(current.model.targets_)
+    if coverage is not None:  # a wrapper that takes **kwargs may not pass the list on
+        coverage.extend(counted if len(counted) == len(raw) else [None] * len(raw))
     return [prediction_record(r, names, current.thresholds) for r in raw]
 
 
 def predict_isolated(current: LoadedModel, texts: list[str], places: list[str | None], top_k: int,
-                      targets: list[str] | None, explain: bool) -> list[dict[str, Any] | ItemError]:
-    """Predict a batch in one call; if the model refuses one item, find it and fail only that one."""
+                     targets: list[str] | None, explain: bool,
+                     coverage: list[Coverage] | None = None) -> list[dict[str, Any] | ItemError]:
+    """Predict a batch in one call; if the model refuses one item, find it and fail only that one.
+    ``coverage`` as in ``predict_records`` (None for a failed item)."""
     try:
-        return list(predict_records(current, texts, places, top_k, targets, explain))
+        counted: list[Coverage] | None = [] if coverage is not None else None
+        out: list[dict[str, Any] | ItemError] = list(predict_records(current, texts, places, top_k, targets,
+                                                                     explain, counted))
+        if coverage is not None and counted is not None:
+            coverage.extend(counted)
+        return out
     except HTTPException as exc:
         if len(texts) == 1 or targets is not None and _unknown_targets(current, targets):
             raise
-        out: list[dict[str, Any] | ItemError] = []
+        out = []
+        counted = [] if coverage is not None else None
         for text, place in zip(texts, places, strict=True):
             try:
-                out.append(predict_records(current, [text], [place], top_k, targets, explain)[0])
+                out.append(predict_records(current, [text], [place], top_k, targets, explain, counted)[0])
             except HTTPException as one:
                 out.append(ItemError(type=getattr(one, "kind", "invalid_text"), message=str(one.detail)))
+                if counted is not None:
+                    counted.append(None)
         if all(isinstance(o, ItemError) for o in out):
             raise exc from None
+        if coverage is not None and counted is not None:
+            coverage.extend(counted)
         return out
 
 
@@ -115,15 +140,19 @@ class Coalescer:
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
-        self._queue: list[tuple[tuple[Any, ...], LoadedModel, str, str | None, asyncio.Future[dict[str, Any]]]] = []
+        self._queue: list[tuple[tuple[Any, ...], LoadedModel, str, str | None, asyncio.Future[dict[str, Any]],
+                                list[Coverage] | None]] = []
         self._scheduled = False
 
     async def predict(self, current: LoadedModel, text: str, place: str | None, top_k: int,
-                      targets: list[str] | None, explain: bool) -> dict[str, Any]:
+                      targets: list[str] | None, explain: bool,
+                      coverage: list[Coverage] | None = None) -> dict[str, Any]:
+        """The request's prediction record; ``coverage`` (as in ``predict_records``) gets the text's token
+        counts once it is predicted."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         key = (id(current), top_k, tuple(targets) if targets is not None else None, explain)
-        self._queue.append((key, current, text, place, future))
+        self._queue.append((key, current, text, place, future, coverage))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run, loop)
@@ -137,23 +166,26 @@ class Coalescer:
             self._scheduled = False
         self.metrics.coalesced.observe(len(batch))
         groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, (key, _, _, _, _) in enumerate(batch):
-            groups.setdefault(key, []).append(i)
+        for i, entry in enumerate(batch):
+            groups.setdefault(entry[0], []).append(i)
         for key, members in groups.items():
             current = batch[members[0]][1]
             _, top_k, targets, explain = key
             names = list(targets) if targets is not None else None
             futures = [batch[i][4] for i in members]
+            outs = [batch[i][5] for i in members]
+            counted: list[Coverage] | None = [] if any(o is not None for o in outs) else None
             try:
                 results = predict_records(current, [batch[i][2] for i in members],
-                                          [batch[i][3] for i in members], top_k, names, explain)
+                                          [batch[i][3] for i in members], top_k, names, explain, counted)
             except HTTPException as exc:
                 if len(members) == 1 or names is not None and _unknown_targets(current, names):
                     _settle(futures, exc)
                     continue
-                for i, future in zip(members, futures, strict=True):  # find the item the model refused
+                for i, future, out in zip(members, futures, outs, strict=True):  # find the item the model refused
                     try:
-                        one_result = predict_records(current, [batch[i][2]], [batch[i][3]], top_k, names, explain)
+                        one_result = predict_records(current, [batch[i][2]], [batch[i][3]], top_k, names, explain,
+                                                     out)
                         _settle([future], one_result[0])
                     except HTTPException as one:
                         _settle([future], one)
@@ -161,7 +193,9 @@ class Coalescer:
             except Exception as exc:  # a bug: each waiting request gets it (a 500), the worker keeps serving
                 _settle(futures, exc)
                 continue
-            for future, result in zip(futures, results, strict=True):
+            for j, (future, result, out) in enumerate(zip(futures, results, outs, strict=True)):
+                if out is not None and counted is not None:
+                    out.append(counted[j])
                 _settle([future], result)
 
 

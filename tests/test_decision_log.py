@@ -207,7 +207,7 @@ def test_texts_are_stored_masked_and_only_when_asked(tmp_path, tiny_model):
     for store_texts, expected in ((False, None), (True, "<PHONE>")):
         dlog = DecisionLog(f"sqlite:///{tmp_path / f'log-{store_texts}.sqlite'}", store_texts=store_texts)
         writer = DecisionWriter(dlog, drift_sample=1.0)
-        writer.record([Pending(decision("A-1"), text=phone_text, model=tiny_model)])
+        writer.record([Pending(decision("A-1"), text=phone_text, tokens=token_coverage(tiny_model, phone_text))])
         assert writer.flush()
         with dlog.engine.connect() as conn:
             text, n_tokens = conn.exec_driver_sql("SELECT text, n_tokens FROM decisions").one()
@@ -257,3 +257,34 @@ def test_a_full_buffer_counts_what_it_gives_up(tmp_path):
 def test_a_bad_url_is_a_clear_error():
     with pytest.raises(DecisionLogError, match="is not a database URL"):
         DecisionLog("not a url")
+
+
+DRIFT_TEXTS = ["兴庆区解放东街红绿灯坏了", "量子计算机的超导芯片散热", "出租车拒载，还骂乘客 13912345678",
+               "Ｗｉｆｉ信号差，小区物业不管"]
+
+
+@pytest.mark.parametrize("word_ngram_range", [(1, 2), (2, 2)])
+def test_a_prediction_counts_unseen_tokens_as_the_drift_reference_does(word_ngram_range):
+    from classifier.model import ComplaintClassifier
+    from classifier.routing import RoutedClassifier
+    from tests.conftest import TINY_CASES, tiny_config
+    from training.demo import demo_directory
+
+    texts = [t for t, _, _ in TINY_CASES]
+    targets = {"category": [c for _, c, _ in TINY_CASES], "agency": [a for _, _, a in TINY_CASES]}
+    config = tiny_config(**{"features.word_ngram_range": word_ngram_range})
+    for model in (ComplaintClassifier(config).fit(texts, targets),
+                  RoutedClassifier(config, directory=demo_directory()).fit(texts, targets)):
+        expected = [token_coverage(model, t) for t in DRIFT_TEXTS]
+        assert expected[1] == ((6, 5) if word_ngram_range[0] == 1 else (6, 6))  # only 的 is a known unigram
+        batch: list[tuple[int, int]] = []
+        plain = model.predict_details(DRIFT_TEXTS, coverage=batch)
+        assert batch == expected
+        assert plain == model.predict_details(DRIFT_TEXTS)  # counting changes no answer
+        for text, want in zip(DRIFT_TEXTS, expected, strict=True):
+            one: list[tuple[int, int]] = []
+            model.predict_details([text], coverage=one)
+            assert one == [want]
+        only_category: list[tuple[int, int]] = []
+        model.predict_details(DRIFT_TEXTS[:2], targets=["category"], coverage=only_category)
+        assert only_category == expected[:2]

@@ -205,3 +205,29 @@ def test_stored_texts_are_masked_and_purged_after_their_retention(store, tmp_pat
         (text,) = conn.execute(select(decisions.c.text)).one()
     assert "<PHONE>" in text and "13912345678" not in text
     assert dlog.purge_texts(timedelta(days=1), now=datetime.now(UTC) + timedelta(days=2)) == 1
+
+
+def test_the_drift_sample_stores_the_predictions_own_token_counts(store, tmp_path, tiny_model):
+    from live.drift import token_coverage
+
+    odd = "量子计算机的超导芯片散热"
+    log_path = tmp_path / "log.sqlite"
+    with TestClient(make_app(store, log_path, decision_log_drift_sample=1.0)) as c:
+        assert c.post("/predict", json={"text": odd, "case_id": "D-1"}).status_code == 200
+        batch = c.post("/predict/batch", json={"items": [{"id": "a", "text": TRAFFIC, "case_id": "D-2"},
+                                                         {"id": "b", "text": " "},
+                                                         {"id": "c", "text": ROAD, "case_id": "D-3"}]})
+        assert batch.status_code == 200 and batch.json()["failed"] == 1
+    with DecisionLog(f"sqlite:///{log_path}").engine.connect() as conn:
+        got = {case: (n, unseen) for case, n, unseen in conn.execute(
+            select(decisions.c.case_id, decisions.c.n_tokens, decisions.c.n_unseen))}
+    assert got == {"D-1": token_coverage(tiny_model, odd), "D-2": token_coverage(tiny_model, TRAFFIC),
+                   "D-3": token_coverage(tiny_model, ROAD)}
+    assert got["D-1"] == (6, 5)
+    # a sample of 0: nothing counted, nothing stored
+    off_path = tmp_path / "off.sqlite"
+    with TestClient(make_app(store, off_path, decision_log_drift_sample=0.0)) as c:
+        assert c.app.state.recorder.counts_drift is False
+        assert c.post("/predict", json={"text": odd, "case_id": "D-4"}).status_code == 200
+    with DecisionLog(f"sqlite:///{off_path}").engine.connect() as conn:
+        assert conn.execute(select(decisions.c.n_tokens, decisions.c.n_unseen)).all() == [(None, None)]

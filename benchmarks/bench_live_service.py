@@ -4,9 +4,13 @@
     .venv/bin/python -m benchmarks.bench_live_service [--duration 10] [--repeats 5] [--json out.json]
 
 - ``POST /predict`` (50-character demo complaints, each request with its own case id) at concurrency 16, one
-  worker, with the decision log on (SQLite beside the store, the default) and off (``HOTLINE_DECISION_LOG=false``);
-  the runs alternate off/on ``--repeats`` times so that the machine's drift hits both alike; medians of
-  requests/s and p99, and their ratio;
+  worker, with the decision log on (SQLite, the default settings) and off (``HOTLINE_DECISION_LOG=false``).
+  Each of the ``--repeats`` rounds starts a fresh server of each kind, one after the other in alternating
+  order, warms it up and times it: the machine's drift hits both alike, and so does the luck of a process
+  (two server processes of the same code differ in CPU per request by up to ~15 % for as long as they run,
+  more than the log costs, so a pair of long-lived servers measures them more than the log).  Medians of
+  requests/s, p99 and the server's CPU per request (its main thread and the rest: the log's writer thread),
+  their ratios, and the median of the rounds' paired p99 differences;
 - ``POST /feedback/batch`` with 100 corrections per request (4 clients) into a log holding 50,000 decisions:
   corrections stored per second on SQLite.
 
@@ -55,11 +59,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(server: Server, script: Path, duration: int) -> dict[str, Any]:
-    before = cpu_seconds(server.proc.pid)
-    out = wrk(server.url + "/predict", script, 16, duration)
-    out["cpu_us_per_request"] = (cpu_seconds(server.proc.pid) - before) / (out["rps"] * duration) * 1e6
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of a process."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
+
+
+def run(server: Server, script: Path, duration: int) -> dict[str, Any]:
+    pid = server.proc.pid
+    before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
+    out = wrk(server.url + "/predict", script, 16, duration)
+    answered = out["rps"] * duration
+    out["cpu_us_per_request"] = (cpu_seconds(pid) - before) / answered * 1e6
+    used = {t: c - threads_before.get(t, 0.0) for t, c in thread_cpu_seconds(pid).items()}
+    # the main thread (the event loop, where predictions run) is the process's own id
+    out["main_thread_cpu_us_per_request"] = used.get(pid, 0.0) / answered * 1e6
+    out["other_threads_cpu_us_per_request"] = sum(c for t, c in used.items() if t != pid) / answered * 1e6
+    return out
+
+
+def predict_rounds(store: Path, work: Path, script: Path, repeats: int, duration: int) -> dict[str, Any]:
+    """Fresh off and on servers each round, in alternating order (see the module's docstring)."""
+    modes = ("off", "on")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    lost = 0.0
+    db = work / "predict.sqlite"
+    for r in range(repeats):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
+            server = start(store, work / f"server-{r}-{mode}.log", mode == "on", db)
+            try:
+                wrk(server.url + "/predict", script, 16, 3)  # warm-up
+                runs[mode].append(run(server, script, duration))
+                if mode == "on":
+                    lost += sum(float(ln.split()[-1]) for ln in httpx.get(server.url + "/metrics").text.splitlines()
+                                if ln.startswith("hotline_decision_log_lost_total"))
+            finally:
+                server.stop()
+    written = DecisionLog(f"sqlite:///{db}").counts()["decisions"]
+    keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "main_thread_cpu_us_per_request",
+            "other_threads_cpu_us_per_request")
+    med = {m: {k: statistics.median(x[k] for x in rs) for k in keys} for m, rs in runs.items()}
+    paired = [on["p99_ms"] - off["p99_ms"] for on, off in zip(runs["on"], runs["off"], strict=True)]
+    return {"median": med, "runs": runs, "paired_p99_diff_ms": paired,
+            "paired_p99_diff_median_ms": statistics.median(paired), "decisions_written": written,
+            "decisions_lost": lost, "requests_answered_on": sum(x["rps"] * duration for x in runs["on"])}
 
 
 def feedback_rate(store: Path, work: Path, n_cases: int = 50_000, clients: int = 4, batch: int = 100) -> dict:
@@ -103,7 +152,7 @@ def feedback_rate(store: Path, work: Path, n_cases: int = 50_000, clients: int =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--repeats", type=int, default=5, help="off/on pairs of wrk runs")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds: a fresh off and a fresh on server each")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -111,52 +160,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training the demo model into {store} ...", file=sys.stderr)
     ensure_demo_model(ModelStore(store))
     script = predict_script(complaints(), work / "predict.lua")
-    modes = ("off", "on", "on, no drift sample")
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
-    servers = {mode: start(store, work / f"server-{i}.log", mode != "off", work / f"predict-{i}.sqlite",
-                           0.0 if "no drift" in mode else 0.02) for i, mode in enumerate(modes)}
-    try:
-        for s in servers.values():
-            wrk(s.url + "/predict", script, 16, 3)  # warm-up
-        for _ in range(args.repeats):
-            for mode in modes:
-                runs[mode].append(run(servers[mode], script, args.duration))
-        logged = httpx.get(servers["on"].url + "/metrics").text
-    finally:
-        for s in servers.values():
-            s.stop()
-    written = DecisionLog(f"sqlite:///{work / 'predict-1.sqlite'}").counts()["decisions"]
-    sent = sum(r["rps"] * args.duration for r in runs["on"])
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")}
-           for m, rs in runs.items()}
+    pr = predict_rounds(store, work, script, args.repeats, args.duration)
+    med = pr["median"]
     print("feedback batches ...", file=sys.stderr)
     fb = feedback_rate(store, work)
     results = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg(),
                     "versions": {p: version(p) for p in ("fastapi", "uvicorn", "sqlalchemy", "scikit-learn")}},
-        "predict_c16": med, "runs": runs, "decisions_written": written, "requests_sent_approx": sent,
-        "lost_metric_line": [ln for ln in logged.splitlines() if ln.startswith("hotline_decision_log_lost_total")],
-        "feedback": fb,
+        "predict_c16": pr, "feedback": fb,
     }
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     off = med["off"]
     rows = "\n".join(f"| decision log {m} | {r['rps']:,.0f} ({r['rps'] / off['rps']:.3f}) | {r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} ({r['p99_ms'] - off['p99_ms']:+.2f}) | {r['cpu_us_per_request']:.0f} "
-                     f"({r['cpu_us_per_request'] / off['cpu_us_per_request']:.3f}) |" for m, r in med.items())
-    header = (f"| /predict, concurrency 16, 1 worker (median of {args.repeats} alternating {args.duration} s runs) "
-              "| requests/s (/ off) | p50 ms | p99 ms (- off) | server CPU µs per request (/ off) |")
+                     f"({r['cpu_us_per_request'] / off['cpu_us_per_request']:.3f}) | "
+                     f"{r['main_thread_cpu_us_per_request']:.0f} | {r['other_threads_cpu_us_per_request']:.0f} |"
+                     for m, r in med.items())
+    header = (f"| /predict, concurrency 16, 1 worker (median of {args.repeats} rounds of {args.duration} s, fresh "
+              "servers) | requests/s (/ off) | p50 ms | p99 ms (- off) | server CPU µs per request (/ off) "
+              "| main thread | other threads |")
+    paired = ", ".join(f"{d:+.2f}" for d in pr["paired_p99_diff_ms"])
     print(f"""
 {header}
-| --- | --- | --- | --- | --- |
+| --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Decisions written while logging was on: {written:,} (wrk sent about {sent:,.0f} requests in the timed runs, plus
-the warm-up); {results['lost_metric_line']}.
+p99 on − off in each round: {paired} ms; median **{pr['paired_p99_diff_median_ms']:+.2f} ms**.
+Decisions written while logging was on: {pr['decisions_written']:,} (wrk was answered about
+{pr['requests_answered_on']:,.0f} requests in the timed runs, plus the warm-ups); lost (hotline_decision_log_lost_total,
+summed over the servers): {pr['decisions_lost']:.0f}.
 
 `/feedback/batch`: {fb['corrections']:,} corrections in batches of {fb['batch']} from {fb['clients']} clients into a
 log of {fb['decisions_in_log']:,} decisions: **{fb['per_s']:,.0f} corrections/s** ({fb['seconds']:.1f} s).
-""")
+"""
+          )
     return 0
 
 

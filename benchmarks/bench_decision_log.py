@@ -17,9 +17,10 @@ agency returns and audits), then times, each the median of ``--repeats`` runs:
 
 and reports the SQLite file size per million decisions.
 
-Part ``write-cost``: what the covering indexes that make those scans fast (migration 0003) cost the writers:
-``--write-decisions`` decisions and their corrections written into a log at schema 0002 and one at 0003,
-alternately, ``--rounds`` times.
+Part ``write-cost``: what the quality indexes cost the writers: ``--write-decisions`` decisions and their
+corrections written into a log at the head schema (0004: hourly tallies, a partial index of the corrected
+predictions), one with 0003's index over every prediction added, and one with no quality index, alternately,
+``--rounds`` times.
 
 No real text: the log holds labels and numbers only.
 Prints a Markdown block for BENCHMARKS.md; ``--json`` also writes the results.
@@ -220,25 +221,36 @@ def run_quality(args: argparse.Namespace, log: Callable[[str], None]) -> dict[st
                                       "--log sqlite:///... --store <manifests> --out DIR"}
 
 
-def run_write_cost(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
-    """What the covering indexes of migration 0003 cost the writers: the same decisions and corrections written
-    into a log at schema 0002 and one at 0003, alternately (``--rounds`` each), in batches of 10,000."""
-    from live.db import migrate, open_engine
+# the write-cost part's logs: the schema at its head, the same with migration 0003's index over every prediction
+# (what 0004 replaced by tallies), and with no quality index at all (the floor)
+WRITE_COST_VARIANTS = {
+    "0004 (tallies, ix_predictions_corrected partial, ix_decisions_quality)": [],
+    "0004 + 0003's ix_predictions_quality over every prediction": [
+        "CREATE INDEX ix_predictions_quality ON predictions (model_version, target, label, needs_review, "
+        "truth_known, truth, truth_source, created_at)"],
+    "no quality index (floor)": ["DROP INDEX ix_predictions_corrected", "DROP INDEX ix_decisions_quality"],
+}
 
-    rates: dict[str, dict[str, list[float]]] = {r: {"decisions": [], "corrections": []} for r in ("0002", "0003")}
+
+def run_write_cost(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """What the quality indexes cost the writers: the same decisions and corrections written into a log of each
+    of ``WRITE_COST_VARIANTS``, alternately (``--rounds`` each), in batches of 10,000."""
+    rates: dict[str, dict[str, list[float]]] = {v: {"decisions": [], "corrections": []} for v in WRITE_COST_VARIANTS}
     sizes: dict[str, int] = {}
     for k in range(args.rounds):
-        for revision in ("0002", "0003"):
+        for variant, statements in WRITE_COST_VARIANTS.items():
             db = Path(tempfile.mkdtemp(prefix="bench-write-")) / "decisions.sqlite"
-            migrate(open_engine(f"sqlite:///{db}"), revision)
-            decision_log = DecisionLog(f"sqlite:///{db}", migrate_schema=False)
+            decision_log = DecisionLog(f"sqlite:///{db}")
+            with decision_log.engine.begin() as conn:
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
             facts = synthesize(decision_log, args.write_decisions, corrected=args.corrected, seed=k)
-            rates[revision]["decisions"].append(facts["decisions"] / facts["write_s"])
-            rates[revision]["corrections"].append(facts["corrections"] / facts["correct_s"])
+            rates[variant]["decisions"].append(facts["decisions"] / facts["write_s"])
+            rates[variant]["corrections"].append(facts["corrections"] / facts["correct_s"])
             decision_log.close()
-            sizes[revision] = file_size(db)
-            log(f"round {k + 1}, schema {revision}: {rates[revision]['decisions'][-1]:,.0f} decisions/s, "
-                f"{rates[revision]['corrections'][-1]:,.0f} corrections/s")
+            sizes[variant] = file_size(db)
+            log(f"round {k + 1}, {variant}: {rates[variant]['decisions'][-1]:,.0f} decisions/s, "
+                f"{rates[variant]['corrections'][-1]:,.0f} corrections/s")
     return {"decisions": args.write_decisions, "rounds": args.rounds, "corrected": args.corrected,
             "median": {r: {w: statistics.median(v) for w, v in per.items()} for r, per in rates.items()},
             "runs": rates, "sqlite_bytes": sizes}
@@ -278,17 +290,14 @@ def render(results: dict[str, Any], command: str) -> str:
                          f"{q['corrections'] / max(q['correct_s'], 1e-9):,.0f} corrections/s | |")
     w = results.get("write-cost")
     if w:
-        a, b = w["median"]["0002"], w["median"]["0003"]
+        floor = w["median"][list(WRITE_COST_VARIANTS)[-1]]
         lines += ["", f"Write cost of the quality indexes ({w['decisions']:,} decisions, corrections for "
                   f"{100 * w['corrected']:.0f} % of them, median of {w['rounds']} alternating rounds):", "",
-                  "| schema | decisions/s | corrections/s | file |", "|---|---|---|---|",
-                  f"| 0002 (no quality indexes) | {a['decisions']:,.0f} | {a['corrections']:,.0f} | "
-                  f"{w['sqlite_bytes']['0002'] / 1e6:.0f} MB |",
-                  f"| 0003 (ix_predictions_quality, ix_decisions_quality) | {b['decisions']:,.0f} | "
-                  f"{b['corrections']:,.0f} | {w['sqlite_bytes']['0003'] / 1e6:.0f} MB |",
-                  f"| ratio 0003 / 0002 | {b['decisions'] / a['decisions']:.2f} | "
-                  f"{b['corrections'] / a['corrections']:.2f} | "
-                  f"{w['sqlite_bytes']['0003'] / w['sqlite_bytes']['0002']:.2f} |"]
+                  "| schema | decisions/s (/ floor) | corrections/s (/ floor) | file |", "|---|---|---|---|"]
+        for variant, rate in w["median"].items():
+            lines.append(f"| {variant} | {rate['decisions']:,.0f} ({rate['decisions'] / floor['decisions']:.2f}) | "
+                         f"{rate['corrections']:,.0f} ({rate['corrections'] / floor['corrections']:.2f}) | "
+                         f"{w['sqlite_bytes'][variant] / 1e6:.0f} MB |")
     lines += ["", f"Machine: {m['cores']} cores (load average {', '.join(f'{x:.1f}' for x in m['load_average'])} "
               f"at the end); Python {m['python']}, SQLite {m['sqlite']}, "
               + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + "."]

@@ -33,9 +33,11 @@ from live.schema import (
     MAX_CASE_ID,
     MAX_LABEL,
     SOURCES,
+    TALLY_SECONDS,
     correction_history,
     corrections,
     decisions,
+    prediction_tallies,
     predictions,
 )
 
@@ -54,6 +56,10 @@ _DECISION_KEYS = ("id", "case_id", "request_id", "created_at", "model_version", 
                   "place_source", "n_tokens", "n_unseen", "text")
 _PREDICTION_KEYS = ("decision_id", "case_id", "created_at", "model_version", "target", "label", "score",
                     "needs_review")
+_TALLY_KEYS = ("hour", "model_version", "target", "label", "needs_review", "n")
+# a batch's tallies add to the rows already there (the same statement in SQLite and PostgreSQL)
+_TALLY_UPSERT = (" ON CONFLICT (hour, model_version, target, label, needs_review) "
+                 "DO UPDATE SET n = prediction_tallies.n + excluded.n")
 _CHUNK = 500  # rows per IN (...) lookup: under SQLite's and PostgreSQL's parameter limits
 
 
@@ -64,6 +70,13 @@ def _new_id_run() -> int:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _tally_boundary(moment: datetime) -> datetime:
+    """The first start of a tally period (an hour, UTC) at or after ``moment``."""
+    moment = _utc(moment)  # type: ignore[assignment]
+    floor = datetime.fromtimestamp(int(moment.timestamp()) // TALLY_SECONDS * TALLY_SECONDS, UTC)
+    return floor if floor == moment else floor + timedelta(seconds=TALLY_SECONDS)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -184,23 +197,32 @@ class DecisionLog:
         texts = self.store_texts
         dec_rows: list[tuple[Any, ...]] = []
         pred_rows: list[tuple[Any, ...]] = []
+        tallies: dict[tuple[Any, ...], int] = {}
         for i, d in enumerate(batch):
             if i % 32 == 31:
                 time.sleep(0)  # give the GIL to a waiting request thread (live.writer.YIELD_EVERY)
             decision_id = self._next_id
             self._next_id += 1
             case_id = d.case_id[:MAX_CASE_ID]
-            created = when(d.created_at)
+            at = d.created_at if d.created_at.tzinfo is UTC else _utc(d.created_at)
+            created = when(at)
+            hour = int(at.timestamp()) // TALLY_SECONDS
             version = d.model_version
             dec_rows.append((decision_id, case_id, d.request_id[:64], created, version, d.needs_review,
                              d.routing_path, d.place_source, d.n_tokens, d.n_unseen, d.text if texts else None))
-            pred_rows.extend((decision_id, case_id, created, version, t.target, t.label[:MAX_LABEL], t.score,
-                              t.needs_review) for t in d.labels)
+            for t in d.labels:
+                label = t.label[:MAX_LABEL]
+                pred_rows.append((decision_id, case_id, created, version, t.target, label, t.score,
+                                  t.needs_review))
+                key = (hour, version, t.target, label, t.needs_review)
+                tallies[key] = tallies.get(key, 0) + 1
         try:
             with self.engine.begin() as conn:
                 self._executemany(conn, decisions, _DECISION_KEYS, dec_rows)
                 if pred_rows:
                     self._executemany(conn, predictions, _PREDICTION_KEYS, pred_rows)
+                    self._executemany(conn, prediction_tallies, _TALLY_KEYS,
+                                      [(*k, n) for k, n in tallies.items()], _TALLY_UPSERT)
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
@@ -212,8 +234,10 @@ class DecisionLog:
         proc = decisions.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
         return proc if proc is not None else (lambda v: v)
 
-    def _executemany(self, conn: Any, table: Any, keys: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (tuples of the columns ``keys``) through the driver.
+    def _executemany(self, conn: Any, table: Any, keys: tuple[str, ...], rows: list[tuple[Any, ...]],
+                     suffix: str = "") -> None:
+        """Insert ``rows`` (tuples of the columns ``keys``) through the driver; ``suffix`` ends each statement
+        (an ``ON CONFLICT`` clause).
 
         With a positional driver (SQLite) the rows go as multi-row ``INSERT ... VALUES (...), (...)`` statements
         of up to ``SQL_VARIABLES_PER_STATEMENT`` parameters: ``executemany`` would step SQLite once a row and
@@ -231,7 +255,7 @@ class DecisionLog:
             compiled = self._insert_sql[key] = (c.string, order, perm)
         sql, order, perm = compiled
         if not order:
-            conn.exec_driver_sql(sql, [dict(zip(keys, r, strict=True)) for r in rows])
+            conn.exec_driver_sql(sql + suffix, [dict(zip(keys, r, strict=True)) for r in rows])
             return
         if perm is not None:
             rows = [tuple(r[i] for i in perm) for r in rows]
@@ -242,7 +266,7 @@ class DecisionLog:
             part = rows[start:start + per]
             statement = statements.get(len(part))
             if statement is None:
-                statement = statements[len(part)] = f"{head} VALUES {', '.join([group] * len(part))}"
+                statement = statements[len(part)] = f"{head} VALUES {', '.join([group] * len(part))}{suffix}"
             conn.exec_driver_sql(statement, tuple(chain.from_iterable(part)))
 
     # -- corrections ------------------------------------------------------------------------------------
@@ -449,15 +473,18 @@ class DecisionLog:
             raise self._fail("purge", exc) from None
 
     def purge(self, older_than: timedelta, now: datetime | None = None) -> dict[str, int]:
-        """Delete decisions (and their predictions) and replaced corrections older than ``older_than``, and blank
-        older corrections' texts.  Current corrections stay: they are the cases' labels, the training data of
-        the next model, and hold no text after this."""
-        cutoff = (now or utc_now()) - older_than
+        """Delete decisions (and their predictions and tallies) and replaced corrections older than
+        ``older_than``, and blank older corrections' texts.  Current corrections stay: they are the cases'
+        labels, the training data of the next model, and hold no text after this.  Decisions go by whole hours
+        (the tallies' period): the cutoff is rounded up to the next full hour, so at most an hour more goes."""
+        cutoff = _tally_boundary((now or utc_now()) - older_than)
         try:
             with self.engine.begin() as conn:
                 old = select(decisions.c.id).where(decisions.c.created_at < cutoff)
                 n_pred = conn.execute(delete(predictions).where(predictions.c.decision_id.in_(old))).rowcount
                 n_dec = conn.execute(delete(decisions).where(decisions.c.created_at < cutoff)).rowcount
+                conn.execute(delete(prediction_tallies).where(
+                    prediction_tallies.c.hour < int(cutoff.timestamp()) // TALLY_SECONDS))
                 n_hist = conn.execute(delete(correction_history)
                                       .where(correction_history.c.replaced_at < cutoff)).rowcount
                 n_text = conn.execute(update(corrections).where(

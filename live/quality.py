@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, case, func, select
@@ -30,7 +30,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from live.drift import population_stability_index
 from live.log import DecisionLog, utc_now
-from live.schema import decisions, predictions
+from live.schema import TALLY_SECONDS, decisions, prediction_tallies, predictions
 
 __all__ = ["live_quality", "DEFAULT_WINDOWS", "training_mix", "prediction_counts", "decision_counts", "PredictionCount",
            "DecisionCount", "versions_quality"]
@@ -108,25 +108,119 @@ def _count_since(col: Any, starts: Sequence[datetime]) -> list[Any]:
 
 def prediction_counts(decision_log: DecisionLog, starts: Sequence[datetime],
                       until: datetime | None = None) -> list[PredictionCount]:
-    """One scan of the predictions made in ``[starts[0], until)``, grouped by version, target, label, review,
-    final label and its source, with the count at or after each start (ascending): a window's numbers are the
-    counts of one start, a week's the difference of two.  The grouping follows the covering index
-    ``ix_predictions_quality``, so SQLite streams it without sorting (a GROUP BY that sorts two million rows
-    took 19 s where this takes 2 s, BENCHMARKS.md "Decision log")."""
-    starts = list(starts)
-    if not starts or any(b <= a for a, b in zip(starts, starts[1:])):
-        raise ValueError(f"starts must be given oldest first, without repeats, got {starts}")
+    """The predictions made in ``[starts[0], until)``, grouped by version, target, label, review, final label
+    and its source, with the count at or after each start (ascending): a window's numbers are the counts of one
+    start, a week's the difference of two.
+
+    Two parts.  The corrected predictions (a final label) are one scan of the partial covering index
+    ``ix_predictions_corrected``, grouped in index order, so SQLite streams it without sorting.  How many
+    predictions each (version, target, label, review) made at all comes from ``prediction_tallies``: whole hours
+    from their tallies, the part-hours at a window's edges from the predictions themselves (``_total_counts``);
+    the uncorrected ones are the difference.  (One scan of an index over every prediction did both until
+    migration 0004, and made every written prediction dearer: BENCHMARKS.md, issue 13.)"""
+    starts = _check_starts(starts)
+    until = _as_utc(until) if until is not None else None
     p = predictions.c
     keys = [p.model_version, p.target, p.label, p.needs_review, p.truth_known, p.truth, p.truth_source]
-    cond = _period(p.created_at, starts[0], until)
+    cond = [*_period(p.created_at, starts[0], until), p.truth.is_not(None)]
     query = select(*keys, func.count(), *_count_since(p.created_at, starts)).where(*cond).group_by(*keys)
     try:
         with decision_log.engine.connect() as conn:
             rows = conn.execute(query).all()
+            totals = _total_counts(conn, starts, until)
     except SQLAlchemyError as exc:
         raise decision_log._fail("read", exc) from None
-    return [PredictionCount(r[0], r[1], r[2], bool(r[3]), None if r[4] is None else bool(r[4]), r[5], r[6],
-                            tuple(int(x or 0) for x in r[7:])) for r in rows]
+    out = [PredictionCount(r[0], r[1], r[2], bool(r[3]), None if r[4] is None else bool(r[4]), r[5], r[6],
+                           tuple(int(x or 0) for x in r[7:])) for r in rows]
+    corrected: dict[tuple[str, str, str, bool], list[int]] = {}
+    for c in out:
+        acc = corrected.setdefault((c.model_version, c.target, c.label, c.needs_review), [0] * len(starts))
+        for i, n in enumerate(c.since):
+            acc[i] += n
+    for key, total in totals.items():
+        done = corrected.get(key)
+        rest = tuple(t - d for t, d in zip(total, done, strict=True)) if done else tuple(total)
+        if rest[0] > 0:
+            out.append(PredictionCount(*key, None, None, None, rest))
+    out.sort(key=_count_order)
+    return out
+
+
+def _count_order(c: PredictionCount) -> tuple[Any, ...]:
+    """The covering index's order (a missing final label first)."""
+    return (c.model_version, c.target, c.label, c.needs_review, c.truth_known is not None, bool(c.truth_known),
+            c.truth is not None, c.truth or "", c.truth_source is not None, c.truth_source or "")
+
+
+def _check_starts(starts: Sequence[datetime]) -> list[datetime]:
+    """The starts in UTC, as the log stores times (SQLite compares a bound time's own wall clock, so a start in
+    another zone would shift the period by its offset)."""
+    starts = [_as_utc(s) for s in starts]
+    if not starts or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"starts must be given oldest first, without repeats, got {starts}")
+    return starts
+
+
+def _total_counts(conn: Any, starts: Sequence[datetime],
+                  until: datetime | None) -> dict[tuple[str, str, str, bool], list[int]]:
+    """How many predictions each (version, target, label, review) made at or after each start (and before
+    ``until``): the tallies of the whole hours in between, plus the predictions of the part-hours at the
+    edges, counted one by one (at most an hour's worth each, through ``ix_predictions_created_at``)."""
+    t = prediction_tallies.c
+    p = predictions.c
+    first_hour = [_hour_at_or_after(s) for s in starts]
+    end_hour = _hour_before(until) if until is not None else None  # the whole hours end where this one starts
+    totals: dict[tuple[str, str, str, bool], list[int]] = {}
+
+    def add(rows: Any, index: Sequence[int]) -> None:
+        for r in rows:
+            acc = totals.setdefault((r[0], r[1], r[2], bool(r[3])), [0] * len(starts))
+            for i, n in zip(index, r[4:], strict=True):
+                acc[i] += int(n or 0)
+
+    # whole hours: one scan of the tallies from the first start's first whole hour
+    hours = [i for i, h in enumerate(first_hour) if end_hour is None or h < end_hour]
+    if hours:
+        cond = [t.hour >= first_hour[hours[0]]] + ([t.hour < end_hour] if end_hour is not None else [])
+        sums = [func.sum(case((t.hour >= first_hour[i], t.n), else_=0)) for i in hours]
+        group = [t.model_version, t.target, t.label, t.needs_review]
+        add(conn.execute(select(*group, *sums).where(*cond).group_by(*group)), hours)
+    # part-hours, each counted once for every start it belongs to
+    edges: dict[tuple[datetime, datetime | None], list[int]] = {}
+    for i, s in enumerate(starts):
+        if i in hours:
+            head_end = _hour_start(first_hour[i])
+            if s < head_end:
+                edges.setdefault((s, head_end), []).append(i)
+            if until is not None and end_hour is not None and _hour_start(end_hour) < until:
+                edges.setdefault((_hour_start(end_hour), until), []).append(i)
+        else:  # the whole period is inside one part-hour
+            edges.setdefault((s, until), []).append(i)
+    group = [p.model_version, p.target, p.label, p.needs_review]
+    for (a, b), index in edges.items():
+        cond = [p.created_at >= a] + ([p.created_at < b] if b is not None else [])
+        add((r[:4] + (r[4],) * len(index) for r in conn.execute(select(*group, func.count()).where(*cond)
+                                                                    .group_by(*group))), index)
+    return totals
+
+
+def _hour_at_or_after(moment: datetime) -> int:
+    """The first tally hour that starts at or after ``moment``."""
+    hour = _hour_before(moment)
+    return hour if _hour_start(hour) == _as_utc(moment) else hour + 1
+
+
+def _hour_before(moment: datetime) -> int:
+    """The tally hour that ``moment`` falls in (the whole hours before ``moment`` end where it starts)."""
+    return int(_as_utc(moment).timestamp()) // TALLY_SECONDS
+
+
+def _hour_start(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour * TALLY_SECONDS, UTC)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def decision_counts(decision_log: DecisionLog, starts: Sequence[datetime],
@@ -134,9 +228,8 @@ def decision_counts(decision_log: DecisionLog, starts: Sequence[datetime],
     """One scan of the decisions made in ``[starts[0], until)`` by version and review, with per start the
     decisions, the tokens and unseen tokens of the drift sample, and the sampled decisions (covering index
     ``ix_decisions_quality``)."""
-    starts = list(starts)
-    if not starts or any(b <= a for a, b in zip(starts, starts[1:])):
-        raise ValueError(f"starts must be given oldest first, without repeats, got {starts}")
+    starts = _check_starts(starts)
+    until = _as_utc(until) if until is not None else None
     d = decisions.c
     keys = [d.model_version, d.needs_review]
     sampled = case((d.n_tokens.is_not(None), 1), else_=0)

@@ -5,6 +5,9 @@ from, the masked text only when a setting asks for it).  ``predictions``: one ro
 the label, its score and review flag, and ``truth``: the case's final corrected label for that target, kept up
 to date when a correction arrives, so live accuracy is one scan of one table.  ``corrections``: the current
 correction of each (case, source, target); ``correction_history``: every correction a later one replaced.
+``prediction_tallies``: how many predictions each (hour, version, target, label, review) has, written with the
+predictions, so live quality counts a window's predictions from a few rows an hour instead of an index over
+every prediction (which made each write ~2.5x dearer: BENCHMARKS.md, issue 13).
 
 The schema changes only through Alembic migrations (``live/migrations``); ``SCHEMA_REVISION`` is the head.
 """
@@ -25,12 +28,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
-__all__ = ["metadata", "decisions", "predictions", "corrections", "correction_history", "SCHEMA_REVISION",
-           "SOURCES", "MAX_CASE_ID", "MAX_LABEL", "MAX_TARGET"]
+__all__ = ["metadata", "decisions", "predictions", "prediction_tallies", "corrections", "correction_history",
+           "SCHEMA_REVISION", "SOURCES", "MAX_CASE_ID", "MAX_LABEL", "MAX_TARGET", "TALLY_SECONDS", "CORRECTED"]
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
+TALLY_SECONDS = 3600  # a tally's period: its ``hour`` is the seconds since 1970-01-01 UTC // TALLY_SECONDS
+CORRECTED = "truth IS NOT NULL"  # the rows of ix_predictions_corrected
 SOURCES = ("dispatcher", "agency_return", "audit")  # who corrected a case
 MAX_CASE_ID = 200
 MAX_LABEL = 200
@@ -76,10 +82,24 @@ predictions = Table(
     Column("truth_known", Boolean),              # was the corrected label one the model knows
     Index("ix_predictions_created_at", "created_at"),
     Index("ix_predictions_case_target", "case_id", "target"),
-    # live quality's scan (``live.quality.prediction_counts``): its GROUP BY in index order, so SQLite streams
-    # it instead of sorting every prediction of the window
-    Index("ix_predictions_quality", "model_version", "target", "label", "needs_review", "truth_known", "truth",
-          "truth_source", "created_at"),
+    # live quality's scan of the corrected predictions (``live.quality.prediction_counts``): its GROUP BY in
+    # index order, so SQLite streams it instead of sorting them.  Partial: a new prediction (no truth yet) is
+    # not in it, so writing one costs no insert in the middle of this index; the correction that sets its
+    # truth puts it there
+    Index("ix_predictions_corrected", "model_version", "target", "label", "needs_review", "truth_known", "truth",
+          "truth_source", "created_at", sqlite_where=text(CORRECTED), postgresql_where=text(CORRECTED)),
+)
+
+prediction_tallies = Table(
+    "prediction_tallies", metadata,
+    Column("hour", BigInteger, primary_key=True, autoincrement=False),  # UTC hours since 1970 (TALLY_SECONDS)
+    Column("model_version", String(64), primary_key=True),
+    Column("target", String(MAX_TARGET), primary_key=True),
+    Column("label", String(MAX_LABEL), primary_key=True),
+    Column("needs_review", Boolean, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    # the hour leads the key: a batch's tallies are the last hour's few rows, at the end of the table
+    sqlite_with_rowid=False,
 )
 
 corrections = Table(

@@ -34,5 +34,5 @@ def test_synthetic_log_shape(tmp_path):
 def test_write_cost_part_prints_its_table(capsys):
     assert main(["--parts", "write-cost", "--write-decisions", "300", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| 0003 (ix_predictions_quality, ix_decisions_quality) |" in out
-    assert "| ratio 0003 / 0002 |" in out and "Machine: " in out
+    assert "| 0004 + 0003's ix_predictions_quality over every prediction | " in out
+    assert "| no quality index (floor) | " in out and "(1.00) |" in out and "Machine: " in out

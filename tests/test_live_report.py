@@ -203,7 +203,7 @@ def test_bad_options_are_clear_errors(store, tmp_path, capsys, args, message):
 
 
 def test_the_report_on_postgresql_equals_the_count():
-    """The same log in PostgreSQL (the CI server; a schema of this test's own): migrations 0001-0003, the scans
+    """The same log in PostgreSQL (the CI server; a schema of this test's own): migrations 0001-0004, the scans
     and the report's numbers as on SQLite."""
     import secrets
 

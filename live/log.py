@@ -45,7 +45,7 @@ from live.schema import (
 # that a log works with any SQLite a Python links
 SQL_VARIABLES_PER_STATEMENT = 999
 
-__all__ = ["DecisionLog", "Decision", "TargetDecision", "Correction", "CorrectionResult", "utc_now",
+__all__ = ["DecisionLog", "Decision", "TargetDecision", "Correction", "CorrectionResult", "utc_now", "as_utc",
            "SOURCE_RANK", "MAX_CORRECTIONS_PER_BATCH", "CLOCK_SKEW"]
 
 SOURCE_RANK = {"dispatcher": 1, "agency_return": 2, "audit": 3}
@@ -74,16 +74,18 @@ def utc_now() -> datetime:
 
 def _tally_boundary(moment: datetime) -> datetime:
     """The first start of a tally period (an hour, UTC) at or after ``moment``."""
-    moment = _utc(moment)  # type: ignore[assignment]
+    moment = as_utc(moment)
     floor = datetime.fromtimestamp(int(moment.timestamp()) // TALLY_SECONDS * TALLY_SECONDS, UTC)
     return floor if floor == moment else floor + timedelta(seconds=TALLY_SECONDS)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: every time in the log is UTC."""
-    if value is None:
-        return None
+def as_utc(value: datetime) -> datetime:
+    """A time in UTC, as the log keeps every time (a naive one is taken as UTC: SQLite hands them back so)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ class DecisionLog:
             decision_id = self._next_id
             self._next_id += 1
             case_id = d.case_id[:MAX_CASE_ID]
-            at = d.created_at if d.created_at.tzinfo is UTC else _utc(d.created_at)
+            at = d.created_at if d.created_at.tzinfo is UTC else as_utc(d.created_at)
             created = when(at)
             hour = int(at.timestamp()) // TALLY_SECONDS
             version = d.model_version

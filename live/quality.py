@@ -29,7 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from live.drift import population_stability_index
-from live.log import DecisionLog, utc_now
+from live.log import DecisionLog, as_utc, utc_now
 from live.schema import TALLY_SECONDS, decisions, prediction_tallies, predictions
 
 __all__ = ["live_quality", "DEFAULT_WINDOWS", "training_mix", "prediction_counts", "decision_counts", "PredictionCount",
@@ -119,7 +119,7 @@ def prediction_counts(decision_log: DecisionLog, starts: Sequence[datetime],
     the uncorrected ones are the difference.  (One scan of an index over every prediction did both until
     migration 0004, and made every written prediction dearer: BENCHMARKS.md, issue 13.)"""
     starts = _check_starts(starts)
-    until = _as_utc(until) if until is not None else None
+    until = as_utc(until) if until is not None else None
     p = predictions.c
     keys = [p.model_version, p.target, p.label, p.needs_review, p.truth_known, p.truth, p.truth_source]
     cond = [*_period(p.created_at, starts[0], until), p.truth.is_not(None)]
@@ -155,7 +155,7 @@ def _count_order(c: PredictionCount) -> tuple[Any, ...]:
 def _check_starts(starts: Sequence[datetime]) -> list[datetime]:
     """The starts in UTC, as the log stores times (SQLite compares a bound time's own wall clock, so a start in
     another zone would shift the period by its offset)."""
-    starts = [_as_utc(s) for s in starts]
+    starts = [as_utc(s) for s in starts]
     if not starts or any(b <= a for a, b in zip(starts, starts[1:])):
         raise ValueError(f"starts must be given oldest first, without repeats, got {starts}")
     return starts
@@ -207,20 +207,16 @@ def _total_counts(conn: Any, starts: Sequence[datetime],
 def _hour_at_or_after(moment: datetime) -> int:
     """The first tally hour that starts at or after ``moment``."""
     hour = _hour_before(moment)
-    return hour if _hour_start(hour) == _as_utc(moment) else hour + 1
+    return hour if _hour_start(hour) == as_utc(moment) else hour + 1
 
 
 def _hour_before(moment: datetime) -> int:
     """The tally hour that ``moment`` falls in (the whole hours before ``moment`` end where it starts)."""
-    return int(_as_utc(moment).timestamp()) // TALLY_SECONDS
+    return int(as_utc(moment).timestamp()) // TALLY_SECONDS
 
 
 def _hour_start(hour: int) -> datetime:
     return datetime.fromtimestamp(hour * TALLY_SECONDS, UTC)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def decision_counts(decision_log: DecisionLog, starts: Sequence[datetime],
@@ -229,7 +225,7 @@ def decision_counts(decision_log: DecisionLog, starts: Sequence[datetime],
     decisions, the tokens and unseen tokens of the drift sample, and the sampled decisions (covering index
     ``ix_decisions_quality``)."""
     starts = _check_starts(starts)
-    until = _as_utc(until) if until is not None else None
+    until = as_utc(until) if until is not None else None
     d = decisions.c
     keys = [d.model_version, d.needs_review]
     sampled = case((d.n_tokens.is_not(None), 1), else_=0)

@@ -62,6 +62,7 @@ class DecisionWriter:
                  text_retention: timedelta | None = None, purge_every_s: float = 3600.0,
                  on_written: Callable[[int], None] | None = None,
                  on_lost: Callable[[int], None] | None = None,
+                 on_pending: Callable[[int], None] | None = None,
                  before_write: Callable[[], None] | None = None) -> None:
         self.log = decision_log
         self.batch_size = batch_size
@@ -73,6 +74,7 @@ class DecisionWriter:
         self.purge_every_s = purge_every_s
         self.on_written = on_written
         self.on_lost = on_lost
+        self.on_pending = on_pending  # told how many wait after each write (a gauge: never on the request path)
         self.before_write = before_write  # e.g. migrate the schema once the database is back
         self.stats = WriterStats()
         self._pending: deque[Pending] = deque()
@@ -138,6 +140,13 @@ class DecisionWriter:
 
     def _drain(self) -> bool:
         """Write everything pending; False when the database refused (the batch waits for the retry)."""
+        try:
+            return self._drain_batches()
+        finally:
+            if self.on_pending is not None:
+                self.on_pending(self.stats.pending)
+
+    def _drain_batches(self) -> bool:
         while True:
             batch = self._take()
             if not batch:

@@ -51,7 +51,7 @@ class DecisionRecorder:
             drift_sample=self.settings.decision_log_drift_sample,
             text_retention=timedelta(days=self.settings.decision_log_text_retention_days),
             on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,
-            before_write=self.ensure_schema,
+            on_pending=self.metrics.decisions_pending.set, before_write=self.ensure_schema,
         )
         try:
             self.ensure_schema()
@@ -99,7 +99,6 @@ class DecisionRecorder:
                            text=t if keep_texts else None, tokens=n)
                    for r, c, t, n in zip(results, case_ids, texts, counts, strict=True)]
         self.writer.record(pending)
-        self.metrics.decisions_pending.set(self.writer.stats.pending)
 
     def status(self) -> tuple[str, str | None]:
         """("ok" | "degraded" | "off", why)."""

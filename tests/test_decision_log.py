@@ -222,7 +222,9 @@ def test_the_writer_waits_out_a_locked_database_counts_nothing_lost_and_flushes(
     path = tmp_path / "log.sqlite"
     dlog = DecisionLog(f"sqlite:///{path}", busy_timeout_s=0.2)
     lost: list[int] = []
-    writer = DecisionWriter(dlog, interval_s=0.05, max_backoff_s=0.2, on_lost=lost.append).start()
+    pending: list[int] = []  # what the writer reports to the hotline_decision_log_pending gauge
+    writer = DecisionWriter(dlog, interval_s=0.05, max_backoff_s=0.2, on_lost=lost.append,
+                            on_pending=pending.append).start()
     blocker = sqlite3.connect(path, timeout=1)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
     try:
@@ -231,6 +233,7 @@ def test_the_writer_waits_out_a_locked_database_counts_nothing_lost_and_flushes(
         while not writer.stats.degraded and time.monotonic() < deadline:
             time.sleep(0.05)
         assert writer.stats.degraded and writer.stats.pending == 50 and writer.stats.written == 0
+        assert pending and pending[-1] == 50  # the gauge shows the backlog while the database is locked
         with pytest.raises(DecisionLogError, match="cannot store corrections in the decision log"):
             dlog.add_corrections([Correction("A-1", {"category": "交通秩序"}, "audit", text="x")], KNOWN)
     finally:
@@ -241,7 +244,7 @@ def test_the_writer_waits_out_a_locked_database_counts_nothing_lost_and_flushes(
         time.sleep(0.05)
     writer.close()
     assert writer.stats.written == 50 and not writer.stats.degraded and lost == []
-    assert dlog.counts()["decisions"] == 50
+    assert dlog.counts()["decisions"] == 50 and pending[-1] == 0
 
 
 def test_a_full_buffer_counts_what_it_gives_up(tmp_path):

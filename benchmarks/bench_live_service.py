@@ -1,15 +1,17 @@
 """The decision log's cost to the service (issue 13), over loopback with wrk, logging on and off in one run.
 
     apt-get install -y wrk
-    .venv/bin/python -m benchmarks.bench_live_service [--duration 10] [--repeats 5] [--json out.json]
+    .venv/bin/python -m benchmarks.bench_live_service [--duration 10] [--repeats 5] [--case-ids increasing|none]
+        [--json out.json]
 
-- ``POST /predict`` (50-character demo complaints, each request with its own case id) at concurrency 16, one
-  worker, with the decision log on (SQLite, the default settings) and off (``HOTLINE_DECISION_LOG=false``).
-  Each of the ``--repeats`` rounds starts a fresh server of each kind, one after the other in alternating
-  order, warms it up and times it: the machine's drift hits both alike, and so does the luck of a process
-  (two server processes of the same code differ in CPU per request by up to ~15 % for as long as they run,
-  more than the log costs, so a pair of long-lived servers measures them more than the log).  Medians of
-  requests/s, p99 and the server's CPU per request (its main thread and the rest: the log's writer thread),
+- ``POST /predict`` (50-character demo complaints, each request with a new case id: ``--case-ids``) at
+  concurrency 16, one worker, with the decision log on (SQLite, the default settings) and off
+  (``HOTLINE_DECISION_LOG=false``).  Each of the ``--repeats`` rounds starts a fresh server of each kind, one
+  after the other in alternating order, warms it up and times it: the machine's drift hits both alike, and so
+  does the luck of a process (two server processes of the same code differ in CPU per request by up to ~15 %
+  for as long as they run, more than the log costs, so a pair of long-lived servers measures them more than
+  the log).  Medians of requests/s, p99 and the server's CPU per request (its main thread and the rest: the
+  log's writer thread),
   their ratios, and the median of the rounds' paired p99 differences;
 - ``POST /feedback/batch`` with 100 corrections per request (4 clients) into a log holding 50,000 decisions:
   corrections stored per second on SQLite.
@@ -40,9 +42,23 @@ from live.log import Decision, DecisionLog, TargetDecision
 from training.demo import ensure_demo_model
 
 
-def predict_script(texts: list[str], path: Path) -> Path:
-    bodies = [json.dumps({"text": t, "case_id": f"BENCH-{i}"}, ensure_ascii=False) for i, t in enumerate(texts)]
-    return lua_script(bodies, path)
+def predict_script(texts: list[str], path: Path, case_ids: str = "increasing") -> Path:
+    """A wrk script posting the texts in turn.  ``case_ids``: "increasing" gives each request a new case id that
+    sorts after the ones before it, as a work-order system's numbers do (``WO`` + the second + a per-thread
+    counter + the thread); "none" sends none (the service logs the request id, which also sorts by time)."""
+    if case_ids == "none":
+        return lua_script([json.dumps({"text": t}, ensure_ascii=False) for t in texts], path)
+    quoted = [json.dumps(t, ensure_ascii=False) for t in texts]
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"', "texts = {"]
+    lines += [f"  [==[{q}]==]," for q in quoted]
+    lines += ["}", "i = 0", "n = 0", "tag = 0", "local threads = 0",
+              "setup = function(thread)", "  threads = threads + 1", '  thread:set("tag", threads)', "end",
+              "request = function()", "  i = i % #texts + 1", "  n = n + 1",
+              """  local body = string.format('{"text": %s, "case_id": "WO%010d%09d%d"}',""",
+              "                             texts[i], os.time(), n, tag)",
+              "  return wrk.format(nil, nil, nil, body)", "end"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.02) -> Server:
@@ -153,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--repeats", type=int, default=5, help="rounds: a fresh off and a fresh on server each")
+    parser.add_argument("--case-ids", choices=("increasing", "none"), default="increasing",
+                        help="each request's case id (see predict_script)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     store = work / "store"
     print(f"training the demo model into {store} ...", file=sys.stderr)
     ensure_demo_model(ModelStore(store))
-    script = predict_script(complaints(), work / "predict.lua")
+    script = predict_script(complaints(), work / "predict.lua", args.case_ids)
     pr = predict_rounds(store, work, script, args.repeats, args.duration)
     med = pr["median"]
     print("feedback batches ...", file=sys.stderr)

@@ -863,3 +863,20 @@ def test_a_heads_description_is_computed_once_per_loaded_head(tiny_model, monkey
     again = service.model_info.head_info(tiny_model, "category")
     assert first == again == real(head) and len(calls) == 1
     assert service.model_info.head_info(tiny_model, "no-such-target") is None
+
+
+def test_generated_request_ids_are_unique_and_sort_by_time(client):
+    import time
+
+    from service.middleware import new_request_id
+
+    ids = []
+    for _ in range(3):
+        ids.append(client.post("/predict", json={"text": TRAFFIC}).json()["request_id"])
+        time.sleep(0.002)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    before_ms = time.time_ns() // 1_000_000
+    fresh = new_request_id()
+    assert int(fresh[:12], 16) >= before_ms  # the leading 12 digits are the time in milliseconds
+    assert len({new_request_id() for _ in range(1000)}) == 1000

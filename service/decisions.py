@@ -48,6 +48,7 @@ class DecisionRecorder:
                                busy_timeout_s=self.settings.decision_log_timeout_seconds)
         self.writer = DecisionWriter(
             self.log, max_pending=self.settings.decision_log_max_pending,
+            interval_s=self.settings.decision_log_interval_seconds,
             drift_sample=self.settings.decision_log_drift_sample,
             text_retention=timedelta(days=self.settings.decision_log_text_retention_days),
             on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,

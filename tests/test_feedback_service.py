@@ -231,3 +231,16 @@ def test_the_drift_sample_stores_the_predictions_own_token_counts(store, tmp_pat
         assert c.post("/predict", json={"text": odd, "case_id": "D-4"}).status_code == 200
     with DecisionLog(f"sqlite:///{off_path}").engine.connect() as conn:
         assert conn.execute(select(decisions.c.n_tokens, decisions.c.n_unseen)).all() == [(None, None)]
+
+
+def test_the_write_interval_setting_reaches_the_writer_and_bad_values_are_refused(store, tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    with TestClient(make_app(store, tmp_path / "log.sqlite", decision_log_interval_seconds=0.5)) as c:
+        assert c.app.state.recorder.writer.interval_s == 0.5
+    monkeypatch.setenv("HOTLINE_DECISION_LOG_INTERVAL_SECONDS", "0.75")
+    assert ServiceSettings().decision_log_interval_seconds == 0.75
+    assert ServiceSettings.model_fields["decision_log_interval_seconds"].default == 0.2
+    for bad in (0, -1, 11):
+        with pytest.raises(ValidationError, match="decision_log_interval_seconds"):
+            ServiceSettings(decision_log_interval_seconds=bad)

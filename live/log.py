@@ -45,8 +45,8 @@ from live.schema import (
 # that a log works with any SQLite a Python links
 SQL_VARIABLES_PER_STATEMENT = 999
 
-__all__ = ["DecisionLog", "Decision", "DecisionRow", "decision_row", "ROW_LABELS", "TargetDecision", "Correction",
-           "CorrectionResult", "utc_now", "as_utc", "SOURCE_RANK", "MAX_CORRECTIONS_PER_BATCH", "CLOCK_SKEW"]
+__all__ = ["DecisionLog", "Decision", "TargetDecision", "Correction", "CorrectionResult", "utc_now", "as_utc",
+           "SOURCE_RANK", "MAX_CORRECTIONS_PER_BATCH", "CLOCK_SKEW"]
 
 SOURCE_RANK = {"dispatcher": 1, "agency_return": 2, "audit": 3}
 MAX_CORRECTIONS_PER_BATCH = 10_000
@@ -96,17 +96,6 @@ class TargetDecision:
     needs_review: bool
 
 
-# a decision as one flat tuple of plain values: (case_id, request_id, model_version, needs_review, created_at,
-# routing_path, place_source, n_tokens, n_unseen, text, then target, label, score, needs_review per target).
-# What the service queues for the writer thread: the garbage collector untracks a tuple of plain values the
-# first time it looks at it (not a nested one: one level per look; nor tuple subclasses or objects), so
-# decisions waiting in the queue are never promoted to the oldest generation.  As objects they were, and the
-# full collections they set off walked the heap for 6-12 ms with every request in flight waiting
-# (BENCHMARKS.md, issue 13).  ``Decision.from_row`` turns one back.
-DecisionRow = tuple
-ROW_LABELS = 10  # where the targets' (target, label, score, needs_review) start in a DecisionRow
-
-
 @dataclass
 class Decision:
     """One prediction as the log keeps it (``text``: the masked text, or None)."""
@@ -127,32 +116,15 @@ class Decision:
     def from_prediction(cls, record: Mapping[str, Any], *, case_id: str, request_id: str, model_version: str,
                         created_at: datetime | None = None) -> Decision:
         """From a prediction record (``classifier.model.prediction_record``, what the service answers)."""
-        return cls.from_row(decision_row(record, case_id=case_id, request_id=request_id,
-                                         model_version=model_version, created_at=created_at))
-
-    @classmethod
-    def from_row(cls, row: DecisionRow) -> Decision:
-        """The decision a ``DecisionRow`` holds."""
-        labels = tuple(TargetDecision(*row[i:i + 4]) for i in range(ROW_LABELS, len(row), 4))
-        return cls(case_id=row[0], request_id=row[1], model_version=row[2], needs_review=row[3], labels=labels,
-                   created_at=row[4], routing_path=row[5], place_source=row[6], n_tokens=row[7], n_unseen=row[8],
-                   text=row[9])
-
-
-def decision_row(record: Mapping[str, Any], *, case_id: str, request_id: str, model_version: str,
-                 created_at: datetime | None = None, tokens: tuple[int, int] | None = None,
-                 text: str | None = None) -> DecisionRow:
-    """``Decision.from_prediction``'s fields as a ``DecisionRow``, with the drift counts and the text given."""
-    routing = record.get("routing") or {}
-    place = routing.get("place") if isinstance(routing, dict) else None
-    source = place.get("source") if isinstance(place, dict) else None
-    n_tokens, n_unseen = tokens if tokens is not None else (None, None)
-    labels: list[Any] = []
-    for t, e in record["targets"].items():
-        labels += (t, str(e["label"]), float(e["score"]), bool(e["needs_review"]))
-    return (case_id, request_id, model_version, bool(record["needs_review"]), created_at or utc_now(),
-            routing.get("path") if isinstance(routing, dict) else None, str(source) if source is not None else None,
-            n_tokens, n_unseen, text, *labels)
+        routing = record.get("routing") or {}
+        place = routing.get("place") if isinstance(routing, dict) else None
+        source = place.get("source") if isinstance(place, dict) else None
+        labels = tuple(TargetDecision(t, str(e["label"]), float(e["score"]), bool(e["needs_review"]))
+                       for t, e in record["targets"].items())
+        return cls(case_id=case_id, request_id=request_id, model_version=model_version,
+                   needs_review=bool(record["needs_review"]), labels=labels, created_at=created_at or utc_now(),
+                   routing_path=routing.get("path") if isinstance(routing, dict) else None,
+                   place_source=str(source) if source is not None else None)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import NamedTuple
 
 from classifier.errors import DecisionLogError
 from classifier.text import mask_pii
-from live.log import Decision, DecisionLog, DecisionRow
+from live.log import Decision, DecisionLog
 
 # the thread gives the GIL up after this many decisions of Python work (masking, building rows):
 # otherwise a request thread waiting for it can wait out the interpreter's whole switch interval (5 ms), which
@@ -38,17 +37,13 @@ __all__ = ["DecisionWriter", "WriterStats", "Pending"]
 log = logging.getLogger("hotline.decisions")
 
 
-class Pending(NamedTuple):
-    """A decision waiting to be written, with what the thread needs to finish it.  The service queues
-    ``DecisionRow`` tuples instead (``live.log``: the decision with its raw text and drift counts, plain values
-    the garbage collector stops tracking); ``record`` takes both."""
+@dataclass
+class Pending:
+    """A decision waiting to be written, with what the thread needs to finish it (then dropped)."""
 
     decision: Decision
     text: str | None = None  # raw, for the masked copy (when the log stores texts); never written as is
     tokens: tuple[int, int] | None = None  # (tokens, unseen tokens) from the prediction, for the drift sample
-
-
-Queued = Pending | DecisionRow
 
 
 @dataclass
@@ -82,7 +77,7 @@ class DecisionWriter:
         self.on_pending = on_pending  # told how many wait after each write (a gauge: never on the request path)
         self.before_write = before_write  # e.g. migrate the schema once the database is back
         self.stats = WriterStats()
-        self._pending: deque[Queued] = deque()
+        self._pending: deque[Pending] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -91,7 +86,7 @@ class DecisionWriter:
         self._last_purge = 0.0
 
     # -- the request side ---------------------------------------------------------------------------------
-    def record(self, items: Sequence[Queued]) -> None:
+    def record(self, items: list[Pending]) -> None:
         """Queue decisions; never blocks on the database."""
         lost = 0
         with self._lock:
@@ -126,12 +121,12 @@ class DecisionWriter:
             if ok:
                 self._maybe_purge()
 
-    def _take(self) -> list[Queued]:
+    def _take(self) -> list[Pending]:
         with self._lock:
             n = min(self.batch_size, len(self._pending))
             return [self._pending.popleft() for _ in range(n)]
 
-    def _give_back(self, batch: list[Queued]) -> None:
+    def _give_back(self, batch: list[Pending]) -> None:
         with self._lock:
             self._pending.extendleft(reversed(batch))
             lost = 0
@@ -156,15 +151,14 @@ class DecisionWriter:
             batch = self._take()
             if not batch:
                 return True
-            decisions = []
             for i, p in enumerate(batch):
-                decisions.append(self._finish(p))
+                self._finish(p)
                 if i % YIELD_EVERY == YIELD_EVERY - 1:
                     time.sleep(0)  # let a waiting request thread have the GIL (see YIELD_EVERY)
             try:
                 if self.before_write is not None:
                     self.before_write()
-                self.log.write_decisions(decisions)
+                self.log.write_decisions([p.decision for p in batch])
             except DecisionLogError as exc:
                 self._give_back(batch)
                 with self._lock:
@@ -191,21 +185,17 @@ class DecisionWriter:
             if self.on_written is not None:
                 self.on_written(len(batch))
 
-    def _finish(self, p: Queued) -> Decision:
-        """The decision to write: the drift sample's counts (others' dropped) and the masked text, never the raw
-        one (which goes with the batch once it is written)."""
-        if isinstance(p, Pending):
-            d, text, tokens = p
-        else:  # a DecisionRow: its text is raw, its counts unsampled
-            d, text, tokens = Decision.from_row(p), p[9], (p[7], p[8]) if p[7] is not None else None
-            d = replace(d, n_tokens=None, n_unseen=None, text=None)
-        if tokens is not None:
+    def _finish(self, p: Pending) -> None:
+        """Drift sample and masked text, then forget the raw text."""
+        if p.tokens is not None:
             self._seen += 1
             if self.drift_every and self._seen % self.drift_every == 0:
-                d = replace(d, n_tokens=tokens[0], n_unseen=tokens[1])
-        if text is not None and self.log.store_texts and d.text is None:
-            d = replace(d, text=mask_pii(text))
-        return d
+                p.decision.n_tokens, p.decision.n_unseen = p.tokens
+            p.tokens = None
+        if p.text is not None:
+            if self.log.store_texts and p.decision.text is None:
+                p.decision.text = mask_pii(p.text)
+            p.text = None
 
     def _maybe_purge(self) -> None:
         if self.text_retention is None or not self.log.store_texts:

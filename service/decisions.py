@@ -18,8 +18,8 @@ from typing import Any
 
 from classifier.errors import DecisionLogError
 from live.db import describe_url
-from live.log import Correction, CorrectionError, CorrectionResult, DecisionLog, decision_row
-from live.writer import DecisionWriter
+from live.log import Correction, CorrectionError, CorrectionResult, Decision, DecisionLog
+from live.writer import DecisionWriter, Pending
 from service.loading import LoadedModel
 from service.metrics import ServiceMetrics
 from service.predicting import Coverage
@@ -95,10 +95,9 @@ class DecisionRecorder:
             return
         keep_texts = self.log is not None and self.log.store_texts
         counts = coverage if coverage is not None and len(coverage) == len(results) else [None] * len(results)
-        version = current.version
-        # flat tuples of plain values (live.log.DecisionRow): the garbage collector stops tracking them
-        pending = [decision_row(r, case_id=c, request_id=request_id, model_version=version, tokens=n,
-                                text=t if keep_texts else None)
+        pending = [Pending(Decision.from_prediction(r, case_id=c, request_id=request_id,
+                                                    model_version=current.version),
+                           text=t if keep_texts else None, tokens=n)
                    for r, c, t, n in zip(results, case_ids, texts, counts, strict=True)]
         self.writer.record(pending)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -292,42 +291,3 @@ def test_a_prediction_counts_unseen_tokens_as_the_drift_reference_does(word_ngra
         only_category: list[tuple[int, int]] = []
         model.predict_details(DRIFT_TEXTS[:2], targets=["category"], coverage=only_category)
         assert only_category == expected[:2]
-
-
-def test_the_service_queues_flat_tuples_the_garbage_collector_stops_tracking(tmp_path, tiny_model):
-    import gc
-
-    from classifier.model import prediction_record
-    from live.log import decision_row
-
-    text = "兴庆区解放东街红绿灯坏了，电话13912345678"
-    record = prediction_record(tiny_model.predict_details([text])[0], tiny_model.targets_)
-    counts = token_coverage(tiny_model, text)
-    row = decision_row(record, case_id="WO-1", request_id="r-1", model_version="v1", tokens=counts, text=text)
-    gc.collect()
-    # what waits in the queue would otherwise be promoted to the oldest generation, and walked by every full
-    # collection; one look untracks a flat tuple of plain values (a nested one needs a look per level)
-    assert not gc.is_tracked(row)
-    assert gc.is_tracked(Pending(Decision.from_row(row)))  # a tuple subclass, like a dataclass, stays tracked
-    want = Decision.from_prediction(record, case_id="WO-1", request_id="r-1", model_version="v1",
-                                    created_at=row[4])
-    assert Decision.from_row(row) == replace(want, n_tokens=counts[0], n_unseen=counts[1], text=text)
-    agency = record["targets"]["agency"]
-    assert want.labels[1] == TargetDecision("agency", agency["label"], agency["score"], agency["needs_review"])
-    dlog = DecisionLog(f"sqlite:///{tmp_path / 'log.sqlite'}", store_texts=True)
-    writer = DecisionWriter(dlog, drift_sample=1.0)
-    unsampled = decision_row(record, case_id="WO-3", request_id="r-3", model_version="v1")
-    writer.record([row, Pending(decision("A-2")), unsampled])
-    assert writer.flush()
-    with dlog.engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT case_id, n_tokens, n_unseen, text FROM decisions ORDER BY case_id")
-        stored = [tuple(r) for r in stored]
-        labels = conn.exec_driver_sql("SELECT target, label FROM predictions WHERE case_id = 'WO-1' "
-                                      "ORDER BY target").all()
-    assert stored[0] == ("A-2", None, None, None) and stored[2] == ("WO-3", None, None, None)
-    assert stored[1][:3] == ("WO-1", *counts) and "<PHONE>" in stored[1][3] and "13912345678" not in stored[1][3]
-    assert [tuple(r) for r in labels] == [("agency", want.labels[1].label), ("category", want.labels[0].label)]
-    # a drift sample of 1 in 2 keeps every other decision's counts
-    half = DecisionWriter(DecisionLog(f"sqlite:///{tmp_path / 'half.sqlite'}"), drift_sample=0.5)
-    assert [half._finish(row).n_tokens for _ in range(4)] == [None, counts[0], None, counts[0]]
-    assert half._finish(row).text is None  # this log stores no text

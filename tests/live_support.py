@@ -96,3 +96,14 @@ def direct_counts(s: Scenario, target: str, since: datetime = SINCE, until: date
             "auto_right": auto_right, "new": new, "accuracy": right / labeled if labeled else None,
             "auto_accuracy": auto_right / auto_labeled if auto_labeled else None,
             "review_rate": review / n if n else None}
+
+
+def write_old_decision(engine: Any) -> None:
+    """One decision (case A-1, 2026-11-01 08:00 UTC, version v0) and its category prediction written by hand
+    into a log at an old schema revision, as that schema's writer left them."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO decisions (case_id, request_id, created_at, model_version, needs_review) "
+                             "VALUES ('A-1', 'r', '2026-11-01 08:00:00.000000', 'v0', 0)")
+        conn.exec_driver_sql("INSERT INTO predictions (decision_id, case_id, created_at, model_version, target, "
+                             "label, score, needs_review) VALUES (1, 'A-1', '2026-11-01 08:00:00.000000', 'v0', "
+                             "'category', '交通秩序', 0.9, 0)")

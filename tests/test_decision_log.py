@@ -17,6 +17,7 @@ from live.log import Correction, CorrectionResult, Decision, DecisionLog, Target
 from live.quality import live_quality, training_mix
 from live.schema import SCHEMA_REVISION, correction_history, predictions
 from live.writer import DecisionWriter, Pending
+from tests.live_support import write_old_decision
 
 KNOWN = {"category": {"交通秩序", "道路设施"}, "agency": {"兴庆区交警一大队", "大武口区住建局"}}
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -38,12 +39,7 @@ def test_an_upgrade_keeps_every_decision(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = open_engine(url)
     migrate(engine, "0001")  # a log written by the first schema
-    with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO decisions (case_id, request_id, created_at, model_version, needs_review) "
-                             "VALUES ('A-1', 'r', '2026-11-01 08:00:00.000000', 'v0', 0)")
-        conn.exec_driver_sql("INSERT INTO predictions (decision_id, case_id, created_at, model_version, target, "
-                             "label, score, needs_review) VALUES (1, 'A-1', '2026-11-01 08:00:00.000000', 'v0', "
-                             "'category', '交通秩序', 0.9, 0)")
+    write_old_decision(engine)
     assert schema_revision(engine) == "0001"
     dlog = DecisionLog(url)  # opening migrates to the head
     assert schema_revision(dlog.engine) == SCHEMA_REVISION

@@ -15,7 +15,7 @@ from live.db import migrate, open_engine, schema_revision
 from live.log import DecisionLog
 from live.quality import PredictionCount, decision_counts, live_quality, prediction_counts
 from live.schema import prediction_tallies, predictions
-from tests.live_support import SINCE, UNTIL, V1, V2, direct_counts, fill, scenario
+from tests.live_support import SINCE, UNTIL, V1, V2, direct_counts, fill, scenario, write_old_decision
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +112,7 @@ def test_migration_0003_from_0002_keeps_every_row(tmp_path):
     path = tmp_path / "old.sqlite"
     engine = open_engine(f"sqlite:///{path}")
     migrate(engine, "0002")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO decisions (case_id, request_id, created_at, model_version, needs_review) "
-                             "VALUES ('A-1', 'r', '2026-11-01 08:00:00.000000', 'v0', 0)")
-        conn.exec_driver_sql("INSERT INTO predictions (decision_id, case_id, created_at, model_version, target, "
-                             "label, score, needs_review) VALUES (1, 'A-1', '2026-11-01 08:00:00.000000', 'v0', "
-                             "'category', '交通秩序', 0.9, 0)")
+    write_old_decision(engine)
     migrate(engine, "0003")
     assert schema_revision(engine) == "0003"
     assert "ix_predictions_quality" in _indexes_and_tables(path)

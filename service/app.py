@@ -1,5 +1,6 @@
 """The FastAPI app: routes over the holder, the predictor and the metrics."""
 
+import gc
 import json
 import logging
 import os
@@ -84,6 +85,10 @@ def create_app(
         if recorder is not None and refresher is not None:
             await anyio.to_thread.run_sync(recorder.open)
             refresher.start()
+        if gc.get_freeze_count():  # serve() froze the model: freeze what starting the app made too (the decision
+            # log's engine, its migrations' modules): a full collection then walks only what requests leave
+            # alive, not ~10,000 objects of start-up for 6-12 ms with every request in flight waiting
+            gc.freeze()
         try:
             yield
         finally:

@@ -6,7 +6,10 @@ what was got, and what to do (sklearn ``exceptions.py``; spaCy ``errors.py``).
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError
 
 __all__ = [
     "ComplaintInputError",
@@ -161,3 +164,15 @@ class CorrectionError(ValueError):
 
 class UnknownCaseError(CorrectionError, LookupError):
     """A correction names a case id the log has never seen and carries no text to learn from."""
+
+
+def __getattr__(name: str) -> Any:
+    """``NotFittedError`` is scikit-learn's, imported on first use: a process that only needs the project's own
+    errors (the decision log's writer process, ``live.writer_process``) does not pay scikit-learn's import
+    (~1 s)."""
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

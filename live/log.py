@@ -20,9 +20,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -40,6 +39,9 @@ from live.schema import (
     prediction_tallies,
     predictions,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # SQLite's default limit of bound parameters per statement before 3.32 (999; 32,766 since): the smaller, so
 # that a log works with any SQLite a Python links
@@ -399,6 +401,8 @@ class DecisionLog:
         """One row per corrected case, ready for ``hotline train``: ``case_id``, ``text`` (masked, where the log
         stored it; else empty), one column per target with its final label, ``source`` and ``time`` of the
         case's latest correction.  ``since``/``until`` select by the time the cases were corrected."""
+        import pandas as pd  # here, not at the top: the writer process never reads (its start stays short)
+
         cond = []
         if since is not None:
             cond.append(corrections.c.corrected_at >= since)

@@ -102,6 +102,11 @@ class DecisionWriter:
         if len(self._pending) >= self.batch_size:
             self._wake.set()
 
+    def wake(self) -> None:
+        """Write what is pending now rather than at the end of the interval (``live.writer_process``: decisions
+        reach the child after the service's own interval)."""
+        self._wake.set()
+
     # -- the thread -----------------------------------------------------------------------------------------
     def start(self) -> DecisionWriter:
         if self._thread is None:

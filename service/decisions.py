@@ -1,7 +1,8 @@
 """The service's side of the decision log: record each prediction off the request path, store corrections.
 
-One ``DecisionRecorder`` per worker process (opened in the app's lifespan, after the fork): its
-``DecisionWriter`` thread writes decisions in batches; corrections are written synchronously, so a correction
+One ``DecisionRecorder`` per worker process (opened in the app's lifespan, after the fork): its writer (a child
+process of the worker, ``live.writer_process``, or with ``HOTLINE_DECISION_LOG_WRITER=thread`` a thread of it,
+``live.writer``) writes decisions in batches; corrections are written synchronously, so a correction
 answered 2xx is in the database.  When the database is down, predictions go on (their records wait in the
 writer's bounded buffer, and what cannot be kept is counted in ``hotline_decision_log_lost``), ``/ready`` says
 the log is degraded and ``/feedback`` answers 503.
@@ -20,6 +21,7 @@ from classifier.errors import DecisionLogError
 from live.db import describe_url
 from live.log import Correction, CorrectionError, CorrectionResult, Decision, DecisionLog
 from live.writer import DecisionWriter, Pending
+from live.writer_process import DecisionWriterProcess, WriterConfig
 from service.loading import LoadedModel
 from service.metrics import ServiceMetrics
 from service.predicting import Coverage
@@ -36,7 +38,7 @@ class DecisionRecorder:
         self.metrics = metrics
         self.url = settings.decision_log_address()
         self.log: DecisionLog | None = None
-        self.writer: DecisionWriter | None = None
+        self.writer: DecisionWriter | DecisionWriterProcess | None = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._known: dict[str, dict[str, frozenset[str]]] = {}
@@ -46,14 +48,23 @@ class DecisionRecorder:
         """Connect and migrate; a database that is down now only degrades the log (retried on each write)."""
         self.log = DecisionLog(self.url, store_texts=self.settings.decision_log_texts, migrate_schema=False,
                                busy_timeout_s=self.settings.decision_log_timeout_seconds)
-        self.writer = DecisionWriter(
-            self.log, max_pending=self.settings.decision_log_max_pending,
-            interval_s=self.settings.decision_log_interval_seconds,
-            drift_sample=self.settings.decision_log_drift_sample,
-            text_retention=timedelta(days=self.settings.decision_log_text_retention_days),
-            on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,
-            on_pending=self.metrics.decisions_pending.set, before_write=self.ensure_schema,
-        )
+        s = self.settings
+        if s.decision_log_writer == "process":
+            self.writer = DecisionWriterProcess(
+                WriterConfig(url=self.url, store_texts=s.decision_log_texts,
+                             busy_timeout_s=s.decision_log_timeout_seconds, interval_s=s.decision_log_interval_seconds,
+                             max_pending=s.decision_log_max_pending, drift_sample=s.decision_log_drift_sample,
+                             text_retention_days=s.decision_log_text_retention_days),
+                on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,
+                on_pending=self.metrics.decisions_pending.set)
+        else:
+            self.writer = DecisionWriter(
+                self.log, max_pending=s.decision_log_max_pending, interval_s=s.decision_log_interval_seconds,
+                drift_sample=s.decision_log_drift_sample,
+                text_retention=timedelta(days=s.decision_log_text_retention_days),
+                on_written=self.metrics.decisions_written.inc, on_lost=self.metrics.decisions_lost.inc,
+                on_pending=self.metrics.decisions_pending.set, before_write=self.ensure_schema,
+            )
         try:
             self.ensure_schema()
         except DecisionLogError as exc:

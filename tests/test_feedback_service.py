@@ -150,11 +150,14 @@ def test_quality_and_its_gauges_equal_a_direct_count(store, tmp_path):
         assert 'hotline_live_labeled{scope="all",target="category",window="30d"} 8.0' in metrics
 
 
-def test_a_locked_database_degrades_the_log_but_never_a_prediction(store, tmp_path):
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_locked_database_degrades_the_log_but_never_a_prediction(store, tmp_path, writer):
     path = tmp_path / "log.sqlite"
-    with TestClient(make_app(store, path, decision_log_timeout_seconds=0.3)) as c:
+    with TestClient(make_app(store, path, decision_log_timeout_seconds=0.3, decision_log_interval_seconds=0.05,
+                             decision_log_writer=writer)) as c:
         recorder = c.app.state.recorder
-        recorder.writer.interval_s, recorder.writer.max_backoff_s = 0.05, 0.2
+        expected = {"process": "DecisionWriterProcess", "thread": "DecisionWriter"}[writer]
+        assert type(recorder.writer).__name__ == expected
         blocker = sqlite3.connect(path, timeout=1)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
@@ -244,3 +247,13 @@ def test_the_write_interval_setting_reaches_the_writer_and_bad_values_are_refuse
     for bad in (0, -1, 11):
         with pytest.raises(ValidationError, match="decision_log_interval_seconds"):
             ServiceSettings(decision_log_interval_seconds=bad)
+
+
+def test_the_writer_setting_defaults_to_a_child_process_and_refuses_other_values(monkeypatch):
+    from pydantic import ValidationError
+
+    assert ServiceSettings.model_fields["decision_log_writer"].default == "process"
+    monkeypatch.setenv("HOTLINE_DECISION_LOG_WRITER", "thread")
+    assert ServiceSettings().decision_log_writer == "thread"
+    with pytest.raises(ValidationError, match="decision_log_writer"):
+        ServiceSettings(decision_log_writer="fork")

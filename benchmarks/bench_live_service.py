@@ -2,17 +2,18 @@
 
     apt-get install -y wrk
     .venv/bin/python -m benchmarks.bench_live_service [--duration 10] [--repeats 5] [--case-ids increasing|none]
-        [--json out.json]
+        [--modes off,on[,on-thread]] [--json out.json]
 
 - ``POST /predict`` (50-character demo complaints, each request with a new case id: ``--case-ids``) at
-  concurrency 16, one worker, with the decision log on (SQLite, the default settings) and off
-  (``HOTLINE_DECISION_LOG=false``).  Each of the ``--repeats`` rounds starts a fresh server of each kind, one
-  after the other in alternating order, warms it up and times it: the machine's drift hits both alike, and so
+  concurrency 16, one worker, with the decision log off (``HOTLINE_DECISION_LOG=false``) and on (SQLite, the
+  default settings: the writer in a child process; ``on-thread``: the writer as a thread of the worker,
+  ``HOTLINE_DECISION_LOG_WRITER=thread``).  Each of the ``--repeats`` rounds starts a fresh server of each kind,
+  one after the other in rotating order, warms it up and times it: the machine's drift hits all alike, and so
   does the luck of a process (two server processes of the same code differ in CPU per request by up to ~15 %
   for as long as they run, more than the log costs, so a pair of long-lived servers measures them more than
-  the log).  Medians of requests/s, p99 and the server's CPU per request (its main thread and the rest: the
-  log's writer thread),
-  their ratios, and the median of the rounds' paired p99 differences;
+  the log).  Medians of requests/s, p99 and the server's CPU per request (its main thread, its other threads,
+  and its child processes: the log's writer process), their ratios, and the median of the rounds' paired p99
+  differences;
 - ``POST /feedback/batch`` with 100 corrections per request (4 clients) into a log holding 50,000 decisions:
   corrections stored per second on SQLite.
 
@@ -61,11 +62,30 @@ def predict_script(texts: list[str], path: Path, case_ids: str = "increasing") -
     return path
 
 
-def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.02) -> Server:
+# a server kind: the decision log off, on with its writer in a child process (the default), on with its writer as
+# a thread of the worker (HOTLINE_DECISION_LOG_WRITER=thread)
+MODES = {"off": None, "on": "process", "on-thread": "thread"}
+
+
+def start(store: Path, log_path: Path, logging_on: bool, db: Path, drift_sample: float = 0.02,
+          writer: str = "process") -> Server:
     os.environ["HOTLINE_DECISION_LOG"] = "true" if logging_on else "false"
     os.environ["HOTLINE_DECISION_LOG_URL"] = f"sqlite:///{db}"
     os.environ["HOTLINE_DECISION_LOG_DRIFT_SAMPLE"] = str(drift_sample)
+    os.environ["HOTLINE_DECISION_LOG_WRITER"] = writer
     return Server(store, 1, log_path)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes a process started, and theirs (the decision log's writer process)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += [int(child), *descendants(int(child))]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,7 +109,9 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
 
 def run(server: Server, script: Path, duration: int) -> dict[str, Any]:
     pid = server.proc.pid
+    children = descendants(pid)  # started by the warm-up, if the server starts any
     before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
+    children_before = sum(cpu_seconds(c) for c in children)
     out = wrk(server.url + "/predict", script, 16, duration)
     answered = out["rps"] * duration
     out["cpu_us_per_request"] = (cpu_seconds(pid) - before) / answered * 1e6
@@ -97,34 +119,41 @@ def run(server: Server, script: Path, duration: int) -> dict[str, Any]:
     # the main thread (the event loop, where predictions run) is the process's own id
     out["main_thread_cpu_us_per_request"] = used.get(pid, 0.0) / answered * 1e6
     out["other_threads_cpu_us_per_request"] = sum(c for t, c in used.items() if t != pid) / answered * 1e6
+    out["child_processes_cpu_us_per_request"] = (sum(cpu_seconds(c) for c in children if Path(f"/proc/{c}").exists())
+                                                 - children_before) / answered * 1e6
+    out["cpu_us_per_request"] += out["child_processes_cpu_us_per_request"]
     return out
 
 
-def predict_rounds(store: Path, work: Path, script: Path, repeats: int, duration: int) -> dict[str, Any]:
-    """Fresh off and on servers each round, in alternating order (see the module's docstring)."""
-    modes = ("off", "on")
+def predict_rounds(store: Path, work: Path, script: Path, repeats: int, duration: int,
+                   modes: tuple[str, ...] = ("off", "on")) -> dict[str, Any]:
+    """Fresh servers of each kind (``MODES``) each round, in rotating order (see the module's docstring)."""
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     lost = 0.0
     db = work / "predict.sqlite"
     for r in range(repeats):
-        for mode in modes if r % 2 == 0 else modes[::-1]:
-            server = start(store, work / f"server-{r}-{mode}.log", mode == "on", db)
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for mode in order if r % 2 == 0 else order[::-1]:
+            writer = MODES[mode]
+            server = start(store, work / f"server-{r}-{mode}.log", writer is not None, db, writer=writer or "process")
             try:
                 wrk(server.url + "/predict", script, 16, 3)  # warm-up
                 runs[mode].append(run(server, script, duration))
-                if mode == "on":
+                if writer is not None:
                     lost += sum(float(ln.split()[-1]) for ln in httpx.get(server.url + "/metrics").text.splitlines()
                                 if ln.startswith("hotline_decision_log_lost_total"))
             finally:
                 server.stop()
     written = DecisionLog(f"sqlite:///{db}").counts()["decisions"]
     keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "main_thread_cpu_us_per_request",
-            "other_threads_cpu_us_per_request")
+            "other_threads_cpu_us_per_request", "child_processes_cpu_us_per_request")
     med = {m: {k: statistics.median(x[k] for x in rs) for k in keys} for m, rs in runs.items()}
-    paired = [on["p99_ms"] - off["p99_ms"] for on, off in zip(runs["on"], runs["off"], strict=True)]
+    paired = {m: [on["p99_ms"] - off["p99_ms"] for on, off in zip(runs[m], runs["off"], strict=True)]
+              for m in modes if m != "off"}
     return {"median": med, "runs": runs, "paired_p99_diff_ms": paired,
-            "paired_p99_diff_median_ms": statistics.median(paired), "decisions_written": written,
-            "decisions_lost": lost, "requests_answered_on": sum(x["rps"] * duration for x in runs["on"])}
+            "paired_p99_diff_median_ms": {m: statistics.median(d) for m, d in paired.items()},
+            "decisions_written": written, "decisions_lost": lost,
+            "requests_answered_on": sum(x["rps"] * duration for m in modes if m != "off" for x in runs[m])}
 
 
 def feedback_rate(store: Path, work: Path, n_cases: int = 50_000, clients: int = 4, batch: int = 100) -> dict:
@@ -171,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="rounds: a fresh off and a fresh on server each")
     parser.add_argument("--case-ids", choices=("increasing", "none"), default="increasing",
                         help="each request's case id (see predict_script)")
+    parser.add_argument("--modes", default="off,on",
+                        help=f"server kinds, comma-separated, among {', '.join(MODES)}: 'on' writes the log from a "
+                             "child process (the default), 'on-thread' from a thread of the worker")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -178,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training the demo model into {store} ...", file=sys.stderr)
     ensure_demo_model(ModelStore(store))
     script = predict_script(complaints(), work / "predict.lua", args.case_ids)
-    pr = predict_rounds(store, work, script, args.repeats, args.duration)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if modes[:1] != ("off",) or any(m not in MODES for m in modes) or len(set(modes)) != len(modes) or len(modes) < 2:
+        parser.error(f"--modes: 'off' first, then one or more of {', '.join(m for m in MODES if m != 'off')}; "
+                     f"got {args.modes!r}")
+    pr = predict_rounds(store, work, script, args.repeats, args.duration, modes)
     med = pr["median"]
     print("feedback batches ...", file=sys.stderr)
     fb = feedback_rate(store, work)
@@ -191,20 +227,22 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1))
     off = med["off"]
     rows = "\n".join(f"| decision log {m} | {r['rps']:,.0f} ({r['rps'] / off['rps']:.3f}) | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} ({r['p99_ms'] - off['p99_ms']:+.2f}) | {r['cpu_us_per_request']:.0f} "
-                     f"({r['cpu_us_per_request'] / off['cpu_us_per_request']:.3f}) | "
-                     f"{r['main_thread_cpu_us_per_request']:.0f} | {r['other_threads_cpu_us_per_request']:.0f} |"
+                     f"{r['p99_ms']:.2f} ({r['p99_ms'] - off['p99_ms']:+.2f}) | "
+                     + (f"{pr['paired_p99_diff_median_ms'][m]:+.2f}" if m != "off" else "") + " | "
+                     f"{r['cpu_us_per_request']:.0f} ({r['cpu_us_per_request'] / off['cpu_us_per_request']:.3f}) | "
+                     f"{r['main_thread_cpu_us_per_request']:.0f} | {r['other_threads_cpu_us_per_request']:.0f} | "
+                     f"{r['child_processes_cpu_us_per_request']:.0f} |"
                      for m, r in med.items())
     header = (f"| /predict, concurrency 16, 1 worker (median of {args.repeats} rounds of {args.duration} s, fresh "
-              "servers) | requests/s (/ off) | p50 ms | p99 ms (- off) | server CPU µs per request (/ off) "
-              "| main thread | other threads |")
-    paired = ", ".join(f"{d:+.2f}" for d in pr["paired_p99_diff_ms"])
+              "servers) | requests/s (/ off) | p50 ms | p99 ms (- off) | paired p99 difference (median) | server "
+              "CPU µs per request, with its child processes (/ off) | main thread | other threads | child processes |")
+    paired = "; ".join(f"{m}: " + ", ".join(f"{d:+.2f}" for d in ds) for m, ds in pr["paired_p99_diff_ms"].items())
     print(f"""
 {header}
-| --- | --- | --- | --- | --- | --- | --- |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-p99 on − off in each round: {paired} ms; median **{pr['paired_p99_diff_median_ms']:+.2f} ms**.
+p99 minus the off server's in each round (ms): {paired}.
 Decisions written while logging was on: {pr['decisions_written']:,} (wrk was answered about
 {pr['requests_answered_on']:,.0f} requests in the timed runs, plus the warm-ups); lost (hotline_decision_log_lost_total,
 summed over the servers): {pr['decisions_lost']:.0f}.

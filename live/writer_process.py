@@ -17,10 +17,12 @@ sends its counts back on its stdout, so ``/ready``, ``/metrics`` and ``stats`` s
 Nothing is lost uncounted: the service side counts what it handed over, and when the child dies, whatever it had
 neither written nor counted is counted lost (``hotline_decision_log_lost``) and a new child takes the next
 decisions.  ``close`` hands over the rest, closes the child's stdin, and the child flushes and exits.  The child
-ignores SIGINT and SIGTERM (a terminal's Ctrl-C or systemd stopping the whole group): it stops when the service
-closes its stdin, or dies with it, so a stop flushes through the service's own shutdown.  The pipe carries the
-service's own objects only, never anything from outside, so pickle is safe here; raw texts cross it only when the
-log stores texts, and are masked in the child before they are written.
+runs in a session of its own and ignores SIGINT and SIGTERM (a terminal's Ctrl-C, systemd stopping the whole
+cgroup): it stops when the service closes its stdin, or when the service dies (its stdin ends then too), so a
+stop flushes through the service's own shutdown.  It runs at a lower CPU priority than the service (``nice``).
+
+The pipe carries the service's own objects only, never anything from outside, so pickle is safe here; raw texts
+cross it only when the log stores texts, and are masked in the child before they are written.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class WriterConfig:
     text_retention_days: float | None = None
     purge_every_s: float = 3600.0
     close_timeout_s: float = 10.0
+    nice: int = 10  # the child's CPU priority below the workers': on busy cores predictions come first (the log
+    # can lag, within max_pending); at nice 10 Linux still gives it about a tenth of a contended core, and it
+    # needs ~5 % of one at 800 requests/s (BENCHMARKS.md)
 
 
 class DecisionWriterProcess:
@@ -297,7 +302,8 @@ class _Child:
             p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "live.writer_process", json.dumps(asdict(owner.config))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            start_new_session=True)  # a terminal's Ctrl-C or a signal to the service's group does not reach it
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin = self.proc.stdin
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),
@@ -369,11 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     from live.log import DecisionLog
     from live.writer import DecisionWriter
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the service logs its own migrations at start
     config = WriterConfig(**json.loads((argv if argv is not None else sys.argv[1:])[0]))
+    if config.nice:
+        os.nice(config.nice)
     out = sys.stdout.buffer.fileno()
     sys.stdout = sys.stderr  # nothing else may write into the report pipe
     out_lock = threading.Lock()

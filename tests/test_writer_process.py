@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -123,12 +124,15 @@ def test_a_killed_child_counts_what_it_held_as_lost_and_a_new_one_takes_over(pat
     assert DecisionLog(f"sqlite:///{path}").counts()["decisions"] == 10
 
 
-def test_the_child_ignores_its_groups_stop_signals_and_stops_when_the_service_closes_it(path):
+def test_the_child_runs_apart_below_the_services_priority_and_stops_only_when_the_service_closes_it(path):
     w = writer(path)
     w.record([Pending(decision(f"F-{i}")) for i in range(5)])
     assert w.flush(10)
     child = w._child
     assert child is not None
+    stat = Path(f"/proc/{child.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(stat[16]) == os.nice(0) + 10  # niceness: below the service's CPU priority
+    assert os.getpgid(child.proc.pid) != os.getpgid(0)  # a group of its own: Ctrl-C goes to the service only
     for sig in (signal.SIGTERM, signal.SIGINT):  # systemd's stop of the whole group; a terminal's Ctrl-C
         os.kill(child.proc.pid, sig)
     time.sleep(0.3)

@@ -79,14 +79,16 @@ class ServiceSettings(BaseSettings):
                                                 "waits for the database (a SQLite lock, a PostgreSQL "
                                                 "connection) before the log counts as degraded")
     decision_log_interval_seconds: float = Field(default=0.2, ge=0.01, le=10.0, description="how often the "
-                                                 "writer writes what is pending (measured at 900 "
-                                                 "requests/s: 1 s batches added 8.8 ms to the p99 against 3.6 "
-                                                 "at 0.2 s; 0.05 s batches cost the writer 80 % more CPU)")
+                                                 "writer writes what is pending (measured with the "
+                                                 "thread writer at 900 requests/s: 1 s batches added 8.8 ms to "
+                                                 "the p99 against 3.6 at 0.2 s; 0.05 s batches cost the writer "
+                                                 "80 % more CPU)")
     decision_log_writer: Literal["process", "thread"] = Field(default="process", description="where decisions "
                                                              "are written: a child process of each worker "
-                                                             "(measured: p99 +0.6 ms with the log on) or a "
-                                                             "thread of the worker (+4.8 ms: its Python work "
-                                                             "holds the interpreter lock requests wait for)")
+                                                             "(measured at 800 requests/s: p99 +0.6 to +1.9 ms "
+                                                             "with the log on) or a thread of the worker (+3.3 "
+                                                             "to +4.7 ms: its Python work holds the interpreter "
+                                                             "lock that requests wait for)")
     decision_log_drift_sample: float = Field(default=0.02, ge=0.0, le=1.0, description="share of decisions "
                                              "whose tokens are checked against the vocabulary (drift)")
     quality_windows: Annotated[list[int], NoDecode] = Field(default=[7, 30], min_length=1, max_length=5,

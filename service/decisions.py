@@ -21,7 +21,7 @@ from classifier.errors import DecisionLogError
 from live.db import describe_url
 from live.log import Correction, CorrectionError, CorrectionResult, Decision, DecisionLog
 from live.writer import DecisionWriter, Pending
-from live.writer_process import DecisionWriterProcess, WriterConfig
+from live.writer_process import DecisionWriterProcess, WriterConfig, queued_decision
 from service.loading import LoadedModel
 from service.metrics import ServiceMetrics
 from service.predicting import Coverage
@@ -106,6 +106,11 @@ class DecisionRecorder:
             return
         keep_texts = self.log is not None and self.log.store_texts
         counts = coverage if coverage is not None and len(coverage) == len(results) else [None] * len(results)
+        if isinstance(self.writer, DecisionWriterProcess):
+            self.writer.record([queued_decision(r, case_id=c, request_id=request_id, model_version=current.version,
+                                                text=t if keep_texts else None, coverage=n)
+                                for r, c, t, n in zip(results, case_ids, texts, counts, strict=True)])
+            return
         pending = [Pending(Decision.from_prediction(r, case_id=c, request_id=request_id,
                                                     model_version=current.version),
                            text=t if keep_texts else None, tokens=n)

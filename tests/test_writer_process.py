@@ -150,3 +150,30 @@ def test_a_full_buffer_on_the_service_side_counts_what_it_gives_up(path):
     assert w.stats.lost == 30 and sum(lost) == 30 and w.stats.pending == 100
     w.close()
     assert w.stats.written == 100 and DecisionLog(f"sqlite:///{path}").counts()["decisions"] == 100
+
+
+def test_a_queued_decision_is_one_untracked_tuple_that_the_child_turns_into_the_same_decision():
+    import gc
+
+    from live.writer_process import _pending, queued_decision
+
+    record = {"needs_review": True,
+              "targets": {"category": {"label": "交通秩序", "score": 0.91, "needs_review": False, "top": []},
+                          "agency": {"label": "兴庆区交警一大队", "score": 0.42, "needs_review": True}},
+              "routing": {"path": "directory", "place": {"name": "兴庆区", "source": "text"}}}
+    before = datetime.now(UTC)
+    row = queued_decision(record, case_id="WO-1", request_id="rid-1", model_version="v1", text=PHONE_TEXT,
+                          coverage=(12, 3))
+    gc.collect()
+    assert not gc.is_tracked(row)  # plain values only: the collector no longer walks it while it waits
+    pending = _pending(row)
+    expected = Decision.from_prediction(record, case_id="WO-1", request_id="rid-1", model_version="v1",
+                                        created_at=pending.decision.created_at)
+    assert pending.decision == expected
+    assert before <= pending.decision.created_at <= datetime.now(UTC)
+    assert pending.decision.created_at.tzinfo is UTC
+    assert (pending.text, pending.tokens) == (PHONE_TEXT, (12, 3))
+    bare = _pending(queued_decision({"needs_review": False, "targets": {}}, case_id="WO-2", request_id="r",
+                                    model_version="v1"))
+    assert bare.decision.labels == () and bare.decision.routing_path is None and bare.tokens is None
+    assert bare.text is None

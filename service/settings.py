@@ -85,9 +85,9 @@ class ServiceSettings(BaseSettings):
                                                  "80 % more CPU)")
     decision_log_writer: Literal["process", "thread"] = Field(default="process", description="where decisions "
                                                              "are written: a child process of each worker "
-                                                             "(measured at 800 requests/s: p99 +0.6 to +1.9 ms "
+                                                             "(measured at 800 requests/s: p99 +0.6 to +1.95 ms "
                                                              "with the log on) or a thread of the worker (+3.3 "
-                                                             "to +4.7 ms: its Python work holds the interpreter "
+                                                             "to +5.7 ms: its Python work holds the interpreter "
                                                              "lock that requests wait for)")
     decision_log_drift_sample: float = Field(default=0.02, ge=0.0, le=1.0, description="share of decisions "
                                              "whose tokens are checked against the vocabulary (drift)")

@@ -6,6 +6,8 @@ the database is slow or down the records stay pending and the thread retries wit
 ``max_backoff_s``); the log is *degraded* until a write succeeds.  Past ``max_pending`` records, the oldest
 are given up and counted as lost: memory stays bounded and no record disappears without being counted.
 ``close`` flushes what is buffered (the service's shutdown) within a deadline, counting what it could not.
+The service runs this writer inside a process of its own by default (``live.writer_process``: its Python work
+then holds no interpreter lock a request waits for); ``HOTLINE_DECISION_LOG_WRITER=thread`` runs it in the worker.
 
 The drift signal "share of the text's tokens the model never saw" is counted by the prediction itself, from its
 own segmentation (``predict_details(coverage=...)``: no text is segmented twice, no tokenizer runs in this

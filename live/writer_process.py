@@ -51,12 +51,14 @@ __all__ = ["DecisionWriterProcess", "WriterConfig", "queued_decision"]
 log = logging.getLogger("hotline.decisions")
 
 _FRAME = struct.Struct("<I")  # a frame: its length, then a pickle
+CONFIG_ENV = "HOTLINE_DECISION_LOG_WRITER_CONFIG"
 
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """What the child needs to open the log and run its writer (passed as JSON on its command line: no secret
-    in it is logged; the URL is in the child's argv, as it is in the service's environment)."""
+    """What the child needs to open the log and run its writer.  It reaches the child as JSON in its environment
+    (``CONFIG_ENV``), not on its command line, which any user of the machine can read (``ps``): the URL may
+    hold a database password."""
 
     url: str
     store_texts: bool = False
@@ -332,10 +334,10 @@ class _Child:
         self.counts = _Counts()
         self.flushed: dict[int, bool] = {}
         self.alive = True
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        env = {**os.environ, CONFIG_ENV: json.dumps(asdict(owner.config)), "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "live.writer_process", json.dumps(asdict(owner.config))],
+            [sys.executable, "-m", "live.writer_process"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
             start_new_session=True)  # a terminal's Ctrl-C or a signal to the service's group does not reach it
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -400,8 +402,9 @@ def _read_frame(stream: IO[bytes]) -> Any:
 
 
 # -- the child ----------------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """The writer process: decisions in on stdin, reports out on stdout, logs (JSON lines) on stderr."""
+def main() -> int:
+    """The writer process: its configuration in ``CONFIG_ENV``, decisions in on stdin, reports out on stdout,
+    logs (JSON lines) on stderr."""
     from datetime import timedelta
 
     from classifier.errors import DecisionLogError
@@ -413,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the service logs its own migrations at start
-    config = WriterConfig(**json.loads((argv if argv is not None else sys.argv[1:])[0]))
+    config = WriterConfig(**json.loads(os.environ.pop(CONFIG_ENV)))
     if config.nice:
         os.nice(config.nice)
     out = sys.stdout.buffer.fileno()

@@ -133,6 +133,8 @@ def test_the_child_runs_apart_below_the_services_priority_and_stops_only_when_th
     stat = Path(f"/proc/{child.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(stat[16]) == os.nice(0) + 10  # niceness: below the service's CPU priority
     assert os.getpgid(child.proc.pid) != os.getpgid(0)  # a group of its own: Ctrl-C goes to the service only
+    argv = Path(f"/proc/{child.proc.pid}/cmdline").read_bytes().decode()
+    assert "sqlite" not in argv  # the database URL (a password, on PostgreSQL) is not on its command line
     for sig in (signal.SIGTERM, signal.SIGINT):  # systemd's stop of the whole group; a terminal's Ctrl-C
         os.kill(child.proc.pid, sig)
     time.sleep(0.3)

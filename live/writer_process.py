@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from live.writer import Pending, WriterStats
+from live.writer import Pending, WriterStats, append_bounded
 
 __all__ = ["DecisionWriterProcess", "WriterConfig", "queued_decision"]
 
@@ -108,12 +108,8 @@ class DecisionWriterProcess:
     def record(self, items: Sequence[Pending | tuple[Any, ...]]) -> None:
         """Queue decisions (``queued_decision`` tuples, or ``Pending``); never blocks on the child or the
         database."""
-        lost = 0
         with self._lock:
-            self._pending.extend(items)
-            while len(self._pending) > self.max_pending:
-                self._pending.popleft()
-                lost += 1
+            lost = append_bounded(self._pending, items, self.max_pending)
             self._lost_here += lost
             self._update_stats()
         if lost:
@@ -183,8 +179,7 @@ class DecisionWriterProcess:
         """A report from the child (its reader thread): new counts, maybe the answer to a flush."""
         with self._lock:
             before = child.counts
-            now = _Counts(sent=before.sent, written=report["written"], lost=report["lost"],
-                          pending=report["pending"])
+            now = _Counts(sent=before.sent, written=report["written"], lost=report["lost"])
             child.counts = now
             self.stats.failed_writes = self._done.failed_writes + report["failed_writes"]
             self.stats.degraded = report["degraded"]
@@ -322,7 +317,6 @@ class _Counts:
     sent: int = 0
     written: int = 0
     lost: int = 0
-    pending: int = 0
     failed_writes: int = 0
 
 
